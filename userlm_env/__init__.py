@@ -1,0 +1,21 @@
+"""userlm_env: Gymnasium environments in which assistant LLMs talk to realistic simulated users.
+
+Importing the package registers the environments, so ``gym.make("UserLM-Math-v0")`` works after
+``import userlm_env``; ``gym.make("userlm_env:UserLM-Math-v0")`` imports it for you.
+"""
+
+from gymnasium.envs.registration import register, registry
+
+__version__ = "0.1.0"
+
+# Math ---------------------------------------------------------------------------------------
+if "UserLM-Math-v0" not in registry:
+    register(
+        id="UserLM-Math-v0",
+        entry_point="userlm_env.envs.math_env:UserLMMathEnv",
+        nondeterministic=True,  # the default user is a sampled LM; the replay user is deterministic
+    )
+
+from userlm_env.envs import UserLMMathEnv  # noqa: E402
+
+__all__ = ["UserLMMathEnv", "__version__"]

@@ -1,0 +1,208 @@
+"""Batched, per-request-seeded text generation on a local transformers model.
+
+One :meth:`TransformersBackend.generate` call runs one left-padded batched ``model.generate``.
+Sampling (temperature, top-p) happens in :class:`SeededSampler`, a logits processor that draws
+each row's token from that row's own ``torch.Generator``: a request's output depends on its own
+seed only, not on which other requests share the batch, so a vector env batching N episodes
+reproduces N single envs with the same seeds. The processor also bans tokens per request
+(UserLM's guardrails: forbidden first tokens, ``<|endconversation|>`` before a minimum turn).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import torch
+from transformers import GenerationConfig, LogitsProcessor, LogitsProcessorList
+
+from userlm_env.backends.models import LoadedModel, load_model
+
+
+@dataclass(frozen=True)
+class SamplingParams:
+    """How to sample. ``temperature=0`` means greedy decoding.
+
+    Attributes:
+        max_new_tokens: generation length limit per request.
+        temperature: softmax temperature; 0 for greedy.
+        top_p: nucleus sampling mass (1.0 disables it).
+    """
+
+    max_new_tokens: int = 64
+    temperature: float = 0.6
+    top_p: float = 0.9
+
+    def __post_init__(self) -> None:
+        if self.max_new_tokens < 1:
+            raise ValueError(f"max_new_tokens must be >= 1, got {self.max_new_tokens}")
+        if self.temperature < 0:
+            raise ValueError(f"temperature must be >= 0, got {self.temperature}")
+        if not 0 < self.top_p <= 1:
+            raise ValueError(f"top_p must be in (0, 1], got {self.top_p}")
+
+
+@dataclass(frozen=True)
+class GenerationRequest:
+    """One prompt to complete.
+
+    Attributes:
+        prompt_ids: the tokenized prompt (chat template already applied).
+        seed: seed of this request's sampling stream.
+        banned_first_token_ids: tokens forbidden as the first generated token.
+        banned_token_ids: tokens forbidden everywhere.
+    """
+
+    prompt_ids: tuple[int, ...]
+    seed: int = 0
+    banned_first_token_ids: tuple[int, ...] = ()
+    banned_token_ids: tuple[int, ...] = ()
+
+
+@dataclass(frozen=True)
+class Generation:
+    """The result of one request.
+
+    Attributes:
+        token_ids: generated tokens, including the stop token when one ended the generation.
+        text: the decoded text, special tokens removed, stripped.
+        stop_token_id: the stop token that ended it, or None when ``max_new_tokens`` was reached.
+    """
+
+    token_ids: tuple[int, ...]
+    text: str
+    stop_token_id: int | None = None
+
+
+class SeededSampler(LogitsProcessor):
+    """Samples every row from its own seeded generator; greedy ``generate`` then takes that token.
+
+    Args:
+        requests: the batch's requests (their seeds and banned tokens).
+        prompt_length: padded prompt length (to know the generation step).
+        params: temperature and top-p.
+    """
+
+    def __init__(self, requests: Sequence[GenerationRequest], prompt_length: int, params: SamplingParams):
+        self.prompt_length = prompt_length
+        self.params = params
+        self.generators = [torch.Generator().manual_seed(r.seed) for r in requests]
+        self.banned_first = [list(r.banned_first_token_ids) for r in requests]
+        self.banned = [list(r.banned_token_ids) for r in requests]
+
+    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
+        scores = scores.float().clone()
+        first_step = input_ids.shape[1] == self.prompt_length
+        for row, (banned, banned_first) in enumerate(zip(self.banned, self.banned_first)):
+            if banned:
+                scores[row, banned] = -float("inf")
+            if first_step and banned_first:
+                scores[row, banned_first] = -float("inf")
+        if self.params.temperature == 0:
+            return scores
+        probs = torch.softmax(scores / self.params.temperature, dim=-1)
+        if self.params.top_p < 1.0:
+            sorted_probs, order = probs.sort(dim=-1, descending=True)
+            outside = sorted_probs.cumsum(dim=-1) - sorted_probs > self.params.top_p
+            sorted_probs[outside] = 0.0
+            probs = torch.zeros_like(probs).scatter_(-1, order, sorted_probs)
+        probs = probs / probs.sum(dim=-1, keepdim=True)
+        chosen = torch.empty(len(self.generators), dtype=torch.long)
+        for row, generator in enumerate(self.generators):
+            uniform = torch.rand(1, generator=generator, dtype=torch.float64)
+            cdf = probs[row].double().cumsum(0)
+            chosen[row] = min(int(torch.searchsorted(cdf, uniform * cdf[-1])), probs.shape[-1] - 1)
+        picked = torch.full_like(scores, -float("inf"))
+        picked[torch.arange(len(chosen)), chosen.to(scores.device)] = 0.0
+        return picked
+
+
+@dataclass
+class TransformersBackend:
+    """Batched generation on a local transformers model.
+
+    Args:
+        loaded: the model and tokenizer (see :func:`userlm_env.backends.models.load_model`).
+        max_batch_size: requests per ``generate`` call; larger batches are split.
+    """
+
+    loaded: LoadedModel
+    max_batch_size: int = 32
+    stats: dict[str, int] = field(default_factory=lambda: {"calls": 0, "prompt_tokens": 0, "generated_tokens": 0})
+
+    @classmethod
+    def from_spec(cls, spec: str, *, dtype: str = "auto", device: str | None = None, **kwargs) -> TransformersBackend:
+        """Load (or reuse) the model named by ``spec`` and wrap it."""
+        return cls(load_model(spec, dtype=dtype, device=device), **kwargs)
+
+    @property
+    def tokenizer(self):
+        """The model's tokenizer."""
+        return self.loaded.tokenizer
+
+    def token_id(self, token: str) -> int | None:
+        """Id of a single special/added token, or None when the vocabulary lacks it."""
+        tid = self.tokenizer.convert_tokens_to_ids(token)
+        return None if tid is None or tid == self.tokenizer.unk_token_id else int(tid)
+
+    def render(self, messages: list[dict[str, str]], chat_template: str | None = None) -> tuple[int, ...]:
+        """Tokenize a conversation with the chat template (the tokenizer's own unless given), opening a turn."""
+        ids = self.tokenizer.apply_chat_template(
+            messages, chat_template=chat_template, add_generation_prompt=True, tokenize=True, return_dict=False
+        )
+        if isinstance(ids, dict) or hasattr(ids, "input_ids"):
+            ids = ids["input_ids"]
+        return tuple(int(i) for i in ids)
+
+    @torch.inference_mode()
+    def generate(
+        self, requests: Sequence[GenerationRequest], params: SamplingParams, stop_token_ids: Sequence[int]
+    ) -> list[Generation]:
+        """Complete every request; one batched ``generate`` per ``max_batch_size`` requests."""
+        results: list[Generation] = []
+        for start in range(0, len(requests), self.max_batch_size):
+            results.extend(self._generate_batch(requests[start : start + self.max_batch_size], params, stop_token_ids))
+        return results
+
+    def _generate_batch(self, requests, params, stop_token_ids) -> list[Generation]:
+        if not requests:
+            return []
+        model, tokenizer = self.loaded.model, self.loaded.tokenizer
+        pad_id = tokenizer.pad_token_id
+        width = max(len(r.prompt_ids) for r in requests)
+        input_ids = torch.full((len(requests), width), pad_id, dtype=torch.long)
+        attention_mask = torch.zeros((len(requests), width), dtype=torch.long)
+        for row, request in enumerate(requests):
+            if not request.prompt_ids:
+                raise ValueError("empty prompt: a generation request needs at least one token")
+            input_ids[row, width - len(request.prompt_ids) :] = torch.tensor(request.prompt_ids)
+            attention_mask[row, width - len(request.prompt_ids) :] = 1
+        stops = [int(s) for s in stop_token_ids]
+        config = GenerationConfig(
+            max_new_tokens=params.max_new_tokens,
+            do_sample=False,
+            eos_token_id=stops or None,
+            pad_token_id=pad_id,
+        )
+        output = model.generate(
+            input_ids=input_ids.to(model.device),
+            attention_mask=attention_mask.to(model.device),
+            generation_config=config,
+            logits_processor=LogitsProcessorList([SeededSampler(requests, width, params)]),
+        )
+        new_tokens = output[:, width:].tolist()
+        self.stats["calls"] += 1
+        self.stats["prompt_tokens"] += int(attention_mask.sum())
+        generations = []
+        for tokens in new_tokens:
+            stop = None
+            for i, tok in enumerate(tokens):
+                if tok in stops:
+                    tokens, stop = tokens[: i + 1], tok
+                    break
+            else:
+                tokens = [t for t in tokens if t != pad_id] if pad_id not in stops else tokens
+            self.stats["generated_tokens"] += len(tokens)
+            text = tokenizer.decode(tokens, skip_special_tokens=True).strip()
+            generations.append(Generation(token_ids=tuple(tokens), text=text, stop_token_id=stop))
+        return generations

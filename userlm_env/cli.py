@@ -1,0 +1,126 @@
+"""``userlm-env``: the command line.
+
+``userlm-env rollout`` runs N episodes of an assistant against a simulated user, shows a progress
+bar, prints a results table and appends every episode to a JSONL file (``--resume`` continues it).
+Its defaults are fully offline: the bundled SmolLM2-135M as assistant *and* as prompted user, on
+procedural tasks.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.table import Table
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, help="Train and evaluate assistants against simulated users.")
+console = Console()
+
+
+@app.callback()
+def main() -> None:
+    """userlm_env command line."""
+
+
+@app.command()
+def rollout(
+    assistant: str = typer.Option("smollm2-135m", help="assistant: a model (hub id, dir, .gguf, smollm2-135m) or scripted:NAME"),
+    user: str = typer.Option("prompted:smollm2-135m", help="user spec: microsoft/UserLM-8b, userlm:MODEL, prompted:MODEL, replay, human"),
+    tasks: str = typer.Option("procedural", help="task spec: procedural, gsm8k, gsm8k:PATH, lic:PATH"),
+    reward: str = typer.Option("lic", help="reward preset (lic, shaped, efficient), optionally with overrides: shaped:turn=-0.05"),
+    episodes: int = typer.Option(4, min=1, help="number of episodes (seeds seed..seed+episodes-1)"),
+    seed: int = typer.Option(0, help="first episode seed"),
+    max_turns: int = typer.Option(8, min=1, help="assistant replies before truncation"),
+    batch_size: int = typer.Option(4, min=1, help="episodes stepped together (batched model calls)"),
+    out: Path = typer.Option(Path("runs/rollout.jsonl"), help="JSONL file, one line per episode"),
+    resume: bool = typer.Option(False, help="continue an existing log, skipping finished episodes"),
+    overwrite: bool = typer.Option(False, help="start the log over"),
+    system_prompt: str = typer.Option(None, help="system prompt for a model assistant"),
+    max_new_tokens: int = typer.Option(160, min=1, help="assistant reply length limit in tokens"),
+    device: str = typer.Option(None, help="device for local models (default: cuda if available, else cpu)"),
+    show: int = typer.Option(1, min=0, help="print this many transcripts at the end"),
+) -> None:
+    """Run episodes, print a results table, append each episode to a JSONL log."""
+    from agents import make_assistant
+    from userlm_env.backends.transformers_backend import SamplingParams
+    from userlm_env.envs.math_env import UserLMMathEnv
+    from userlm_env.episode_log import EpisodeLog
+    from userlm_env.rollout import run_episodes, summarize
+    from userlm_env.users import make_user
+
+    try:
+        log = EpisodeLog(out, resume=resume, overwrite=overwrite)
+    except FileExistsError as err:
+        raise typer.BadParameter(str(err), param_hint="--out") from err
+    seeds = list(range(seed, seed + episodes))
+    todo = [s for s in seeds if f"seed={s}" not in log.done_keys]
+    if log.corrupt_lines:
+        console.print(f"[yellow]{log.path}: dropped {log.corrupt_lines} cut-off line(s) from an interrupted run[/]")
+    if resume and len(todo) < len(seeds):
+        console.print(f"resuming {log.path}: {len(seeds) - len(todo)} of {len(seeds)} episodes already done")
+    started = time.perf_counter()
+    with console.status("loading models..."):
+        agent = make_assistant(
+            assistant, device=device, system_prompt=system_prompt,
+            sampling=SamplingParams(max_new_tokens=max_new_tokens, temperature=0.7, top_p=0.9),
+        )
+        user_sim = make_user(user, device=device)
+        task_source = __import__("userlm_env.tasks", fromlist=["make_task_source"]).make_task_source(tasks)
+    load_seconds = time.perf_counter() - started
+
+    def make_env() -> UserLMMathEnv:
+        return UserLMMathEnv(user=user_sim, tasks=task_source, reward=reward, max_turns=max_turns)
+
+    meta = {"assistant": assistant, "user": user, "tasks": tasks, "reward": reward, "max_turns": max_turns}
+    columns = (TextColumn("[bold]rollout"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), TimeRemainingColumn())
+    started = time.perf_counter()
+    with Progress(*columns, console=console) as progress:
+        bar = progress.add_task("episodes", total=len(todo))
+        run_episodes(make_env, agent, seeds, batch_size=batch_size, log=log, meta=meta,
+                     on_episode=lambda record: progress.advance(bar))
+    wall = time.perf_counter() - started
+    wanted = set(seeds)
+    records = sorted((r for r in log.records if r.get("seed") in wanted), key=lambda r: r["seed"])
+    summary = summarize(records)
+    _print_summary(summary, meta, wall, len(todo), load_seconds)
+    for record in [r for r in records if not r.get("error")][:show]:
+        _print_transcript(record)
+    console.print(f"episodes appended to [bold]{log.path}[/] ({len(log.records)} in the file)")
+    if summary.get("errors"):
+        console.print(f"[red]{summary['errors']} episode(s) failed; their tracebacks are in the log's 'error' field[/]")
+
+
+def _print_summary(summary: dict, meta: dict, wall: float, ran: int, load_seconds: float) -> None:
+    table = Table(title=f"assistant={meta['assistant']}  user={meta['user']}  tasks={meta['tasks']}  reward={meta['reward']}")
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    rows = [
+        ("episodes (errors)", f"{summary['episodes']} ({summary['errors']})"),
+        ("success rate (LiC score)", f"{summary.get('success_rate', 0):.3f}"),
+        ("mean return", f"{summary.get('mean_return', 0):.3f}"),
+        ("mean turns", f"{summary.get('mean_turns', 0):.2f}"),
+        ("shards revealed (share)", f"{summary.get('mean_shards_revealed', 0):.2f}"),
+        ("end reasons", json.dumps(summary.get("end_reasons", {}))),
+    ]
+    rows += [(f"component {k} (mean per episode)", f"{v:.3f}") for k, v in summary.get("components", {}).items()]
+    if ran:
+        rows.append(("wall seconds per episode (this run, batched)", f"{wall / ran:.2f}"))
+    rows.append(("model loading seconds", f"{load_seconds:.1f}"))
+    for name, value in rows:
+        table.add_row(name, value)
+    console.print(table)
+
+
+def _print_transcript(record: dict) -> None:
+    console.rule(f"episode seed={record['seed']} task={record['task_id']} score={record['score']:g} end={record['end_reason']}")
+    for message in record["transcript"]:
+        style = "cyan" if message["role"] == "user" else "green"
+        console.print(f"[{style}]{message['role']:>9}[/]: {message['content']}", markup=True, highlight=False)
+
+
+if __name__ == "__main__":
+    app()

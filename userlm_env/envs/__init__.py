@@ -1,0 +1,5 @@
+"""Environment classes."""
+
+from userlm_env.envs.math_env import UserLMMathEnv
+
+__all__ = ["UserLMMathEnv"]

@@ -1,0 +1,327 @@
+"""UserLM-Math-v0: an assistant solves a math word problem that a simulated user reveals bit by bit."""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass, field
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+from gymnasium.error import ResetNeeded
+
+from userlm_env.judge import Judgement, make_judge
+from userlm_env.rewards import COMPONENTS, RewardConfig, step_components
+from userlm_env.shard_detection import detect_revealed_shards
+from userlm_env.spaces import Conversation, Reply
+from userlm_env.tasks import ShardedTask, TaskSource, make_task_source
+from userlm_env.users import UserRequest, UserSimulator, UserTurn, make_user
+
+DEFAULT_MAX_TURNS = 12
+DEFAULT_MAX_REPLY_CHARS = 8000
+SEED_SPACE = 2**31 - 1
+
+
+@dataclass
+class EpisodeState:
+    """Everything the env tracks about the running episode (the hidden part never reaches ``obs``)."""
+
+    task: ShardedTask
+    user_seed: int
+    conversation: list[dict[str, str]] = field(default_factory=list)
+    revealed: list[int] = field(default_factory=list)
+    turn: int = 0
+    user_turns: int = 0
+    score: float = 0.0
+    any_attempt: bool = False
+    last_attempt_turn: int | None = None
+    user_ended: bool = False
+    done: bool = False
+    end_reason: str | None = None
+
+    @property
+    def all_revealed(self) -> bool:
+        """Every shard has been conveyed to the assistant."""
+        return len(self.revealed) >= self.task.num_shards
+
+    def user_request(self) -> UserRequest:
+        """The request for the next user turn."""
+        return UserRequest(
+            task=self.task,
+            conversation=tuple(dict(m) for m in self.conversation),
+            revealed=tuple(self.revealed),
+            turn=self.user_turns,
+            seed=(self.user_seed + 104729 * self.user_turns) % SEED_SPACE,
+        )
+
+
+class UserLMMathEnv(gym.Env[list, str]):
+    """An assistant solves a math word problem that a simulated user reveals one shard at a time.
+
+    ## Description
+    The world is a simulated user (by default `microsoft/UserLM-8b`) who wants a sharded math task
+    solved, as in *Lost in Conversation* and *Flipping the Dialogue*. At reset the user opens the
+    chat with the task's request (shard 1). Each `step` takes the assistant's reply; the env judges
+    it (answer attempt? which answer? correct?), then the user answers: it reveals the next shard,
+    asks for the answer, or ends the conversation.
+
+    ## Action Space
+    `Reply(max_reply_chars)`: the assistant's reply as a `str` (any Unicode). A reply longer than
+    `max_reply_chars` is truncated to that length (`info["reply_truncated"]`) before it is judged and
+    added to the chat. An empty reply is judged `missing`: never an answer, never rewarded.
+    A non-`str` action raises `TypeError`.
+
+    ## Observation Space
+    `Conversation()`: the chat so far as a list of `{"role", "content"}` dicts (OpenAI format, usable
+    by `tokenizer.apply_chat_template`), always ending with the user's latest message (except after
+    the user ended the chat). The hidden task, its shards and answer are never part of it.
+
+    ## Rewards
+    Every step reports all components unweighted in `info["reward_components"]`; the reward is their
+    weighted sum under `reward` (see `userlm_env.rewards`):
+
+    | component          | meaning                                                             | `lic` | `shaped` |
+    |--------------------|---------------------------------------------------------------------|-------|----------|
+    | `correctness`      | last step only: 1 if the last answer attempt is correct (LiC score) | 1     | 1        |
+    | `premature_answer` | wrong answer attempt while shards are still hidden                  | 0     | -0.2     |
+    | `clarification`    | asks the user while shards are still hidden                         | 0     | 0.05     |
+    | `hedge`            | hedges between several candidate answers                            | 0     | -0.2     |
+    | `turn`             | 1 per step                                                          | 0     | -0.02    |
+    | `length`           | reply words / 100                                                   | 0     | -0.01    |
+    | `no_attempt`       | last step only: no answer attempt in the whole episode              | 0     | 0        |
+
+    ## Starting State
+    `reset(seed=s)` draws the task from `tasks` and the user's sampling seed from `self.np_random`,
+    then asks the user for its opening message. `options={"task": ShardedTask}` or
+    `options={"task_index": i}` (finite task sources) pins the task.
+
+    ## Episode End
+    1. Termination: an answer attempt is graded correct (the first correct answer ends the chat).
+    2. Termination: every shard was revealed before the assistant's reply and that reply is an answer
+       attempt (its grade is the score).
+    3. Termination: the user ends the conversation (`<|endconversation|>`, or `/end` for a human).
+    4. Truncation: `max_turns` assistant replies were made without any of the above.
+    The LiC score (reported as `correctness` on the last step) is the grade of the last answer
+    attempt, 0 if there was none. `step` after the episode ended, or before `reset`, raises
+    `gymnasium.error.ResetNeeded`.
+
+    ## Arguments
+    | argument          | type                                  | default                 | meaning                               |
+    |-------------------|---------------------------------------|-------------------------|---------------------------------------|
+    | `user`            | spec str or `UserSimulator`           | `"microsoft/UserLM-8b"` | who plays the user (`userlm_env.users`) |
+    | `tasks`           | spec str, `TaskSource` or task list   | `"procedural"`          | where tasks come from (`userlm_env.tasks`) |
+    | `reward`          | preset, mapping or `RewardConfig`     | `"lic"`                 | component weights                     |
+    | `max_turns`       | int                                   | 12                      | assistant replies before truncation   |
+    | `judge`           | `"rule"` or a judge object            | `"rule"`                | how replies are judged                |
+    | `max_reply_chars` | int                                   | 8000                    | longer replies are truncated          |
+    | `user_device`     | str or None                           | None (CUDA if present)  | device of a local user model          |
+    | `render_mode`     | `"human"`, `"ansi"` or None           | None                    | `render()` prints / returns the chat  |
+
+    >>> import gymnasium as gym, userlm_env
+    >>> env = gym.make("UserLM-Math-v0", user="replay", tasks="procedural")
+    >>> obs, info = env.reset(seed=0)
+    >>> obs[-1]["role"], info["shards_revealed"]
+    ('user', [1])
+    >>> obs, reward, terminated, truncated, info = env.step("Could you tell me more?")
+    >>> info["shards_revealed"]
+    [1, 2]
+
+    ## Info
+    `task_id`, `turn` (assistant replies so far), `reward_components`, `reply_kind`, `answer_attempt`,
+    `extracted_answer`, `correct` (this reply's grade; None if not an attempt), `score` (LiC score so
+    far), `shards_revealed`, `num_shards`, `new_shards` (revealed by the latest user turn), `user_ended`,
+    `end_reason`, `reply_truncated`, `judge_reason`, `user_meta`.
+
+    ## Vectorized environment
+    `gym.make_vec("UserLM-Math-v0", num_envs=N, vectorization_mode="sync")` runs N copies; a batched
+    vector env that puts all user turns into one model call is planned (issue: fast rollouts).
+
+    ## Version History
+    * v0: initial version.
+    """
+
+    metadata = {"render_modes": ["human", "ansi"], "render_fps": 1}
+
+    def __init__(
+        self,
+        user: str | UserSimulator | None = None,
+        tasks: str | TaskSource | list[ShardedTask] | None = "procedural",
+        reward: str | dict[str, float] | RewardConfig | None = "lic",
+        max_turns: int = DEFAULT_MAX_TURNS,
+        judge: Any = "rule",
+        max_reply_chars: int = DEFAULT_MAX_REPLY_CHARS,
+        user_device: str | None = None,
+        render_mode: str | None = None,
+    ):
+        if not isinstance(max_turns, int) or max_turns < 1:
+            raise ValueError(f"max_turns must be a positive int, got {max_turns!r}")
+        if render_mode is not None and render_mode not in self.metadata["render_modes"]:
+            raise ValueError(f"render_mode must be one of {self.metadata['render_modes']} or None, got {render_mode!r}")
+        self.tasks = make_task_source(tasks)
+        self.reward_config = RewardConfig.from_spec(reward)
+        self.user = make_user(user, device=user_device)
+        self.judge = make_judge(judge)
+        self.max_turns = max_turns
+        self.max_reply_chars = max_reply_chars
+        self.render_mode = render_mode
+        self.action_space = Reply(max_reply_chars)
+        self.observation_space = Conversation(max_messages=2 * max_turns + 2)
+        self._state: EpisodeState | None = None
+        self._warned_turns = False
+
+    # ------------------------------------------------------------------ reset
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
+        """Start an episode: draw a task and a user seed, get the user's opening message."""
+        super().reset(seed=seed)
+        task = self._choose_task(options or {})
+        user_seed = int(self.np_random.integers(SEED_SPACE))
+        self._state = EpisodeState(task=task, user_seed=user_seed)
+        if task.num_shards > self.max_turns and not self._warned_turns:
+            warnings.warn(
+                f"task {task.task_id!r} has {task.num_shards} shards but max_turns={self.max_turns}: "
+                "episodes will be truncated before every shard can be revealed",
+                stacklevel=2,
+            )
+            self._warned_turns = True
+        self._apply_user_turn(self.user.respond(self._state.user_request()))
+        if self._state.user_ended:  # a user that ends before saying anything: nothing to solve
+            self._state.done = True
+            self._state.end_reason = "user_ended"
+        return self._obs(), self._info(judgement=None, components=dict.fromkeys(COMPONENTS, 0.0))
+
+    def _choose_task(self, options: dict[str, Any]) -> ShardedTask:
+        if "task" in options:
+            task = options["task"]
+            if not isinstance(task, ShardedTask):
+                raise TypeError(f"options['task'] must be a ShardedTask, got {type(task).__name__}")
+            return task
+        if "task_index" in options:
+            try:
+                return self.tasks[int(options["task_index"])]
+            except TypeError:
+                raise TypeError(f"task source {self.tasks.name!r} is not indexable; pass options['task']") from None
+        return self.tasks.sample(self.np_random)
+
+    # ------------------------------------------------------------------ step
+    def step(self, action: str):
+        """Judge the assistant's reply, score it, and let the user answer unless the episode ends."""
+        pending = self.act(action)
+        if pending is not None:
+            self.observe_user(self.user.respond(pending))
+        return self.step_result()
+
+    def act(self, action: str) -> UserRequest | None:
+        """First half of ``step``: record and judge the reply; return the user request if the chat goes on.
+
+        Vector envs call ``act`` on every sub-env, batch the returned requests into one user call,
+        then call ``observe_user`` and ``step_result`` on each.
+        """
+        state = self._state
+        if state is None:
+            raise ResetNeeded("Cannot call step() before reset(): call env.reset(seed=...) first.")
+        if state.done:
+            raise ResetNeeded(f"The episode has ended ({state.end_reason}); call env.reset() before step().")
+        if not isinstance(action, str):
+            raise TypeError(f"the action must be the assistant's reply as a str, got {type(action).__name__}: {action!r:.80}")
+        truncated_reply = len(action) > self.max_reply_chars
+        reply = action[: self.max_reply_chars]
+        shards_hidden = not state.all_revealed
+        state.conversation.append({"role": "assistant", "content": reply})
+        state.turn += 1
+        judgement: Judgement = self.judge.judge(reply, state.task.answer)
+        if judgement.answer_attempt:
+            state.any_attempt = True
+            state.last_attempt_turn = state.turn
+            state.score = 1.0 if judgement.correct else 0.0
+        if judgement.answer_attempt and judgement.correct:
+            state.done, state.end_reason = True, "correct_answer"
+        elif judgement.answer_attempt and not shards_hidden:
+            state.done, state.end_reason = True, "answered_all_shards"
+        elif state.turn >= self.max_turns:
+            state.done, state.end_reason = True, "max_turns"
+        self._pending = (judgement, reply, shards_hidden, truncated_reply)
+        return None if state.done else state.user_request()
+
+    def observe_user(self, turn: UserTurn) -> None:
+        """Second half of ``step``: add the user's answer to the chat."""
+        self._apply_user_turn(turn)
+        if self._state.user_ended:
+            self._state.done, self._state.end_reason = True, "user_ended"
+
+    def step_result(self):
+        """Third part of ``step``: the (obs, reward, terminated, truncated, info) tuple."""
+        state = self._state
+        judgement, reply, shards_hidden, truncated_reply = self._pending
+        components = step_components(
+            judgement,
+            reply_words=len(reply.split()),
+            shards_hidden=shards_hidden,
+            episode_over=state.done,
+            final_score=state.score,
+            any_attempt=state.any_attempt,
+        )
+        reward = self.reward_config.weighted(components)
+        truncated = state.end_reason == "max_turns"
+        terminated = state.done and not truncated
+        info = self._info(judgement=judgement, components=components)
+        info["reply_truncated"] = truncated_reply
+        if self.render_mode == "human":
+            self.render()
+        return self._obs(), reward, terminated, truncated, info
+
+    # ------------------------------------------------------------------ helpers
+    def _apply_user_turn(self, turn: UserTurn) -> None:
+        state = self._state
+        if turn.revealed is None:
+            new = detect_revealed_shards(turn.text, state.task, state.revealed)
+        else:
+            new = tuple(i for i in turn.revealed if i not in state.revealed)
+        state.revealed.extend(new)
+        state.user_turns += 1
+        state.user_ended = bool(turn.ended)
+        self._last_user = (turn, list(new))
+        if turn.text or not turn.ended:
+            state.conversation.append({"role": "user", "content": turn.text})
+
+    def _obs(self) -> list[dict[str, str]]:
+        return [dict(m) for m in self._state.conversation]
+
+    def _info(self, judgement: Judgement | None, components: dict[str, float]) -> dict[str, Any]:
+        state = self._state
+        turn, new = self._last_user
+        return {
+            "task_id": state.task.task_id,
+            "turn": state.turn,
+            "reward_components": components,
+            "reply_kind": None if judgement is None else judgement.kind.value,
+            "answer_attempt": False if judgement is None else judgement.answer_attempt,
+            "extracted_answer": None if judgement is None else judgement.extracted_answer,
+            "correct": None if judgement is None or not judgement.answer_attempt else bool(judgement.correct),
+            "judge_reason": None if judgement is None else judgement.reason,
+            "score": state.score,
+            "shards_revealed": list(state.revealed),
+            "num_shards": state.task.num_shards,
+            "new_shards": new,
+            "user_ended": state.user_ended,
+            "end_reason": state.end_reason,
+            "user_meta": dict(turn.meta),
+        }
+
+    def render(self) -> str | None:
+        """Print (``human``) or return (``ansi``) the transcript."""
+        if self._state is None:
+            return None
+        lines = [f"[task {self._state.task.task_id}] turn {self._state.turn}, shards {self._state.revealed}"]
+        lines += [f"{m['role']:>9}: {m['content']}" for m in self._state.conversation]
+        if self._state.done:
+            lines.append(f"[end: {self._state.end_reason}, score {self._state.score:g}]")
+        text = "\n".join(lines)
+        if self.render_mode == "human":
+            print(text)
+            return None
+        return text
+
+    def close(self) -> None:
+        """Release the user simulator's resources."""
+        self.user.close()
+        super().close()

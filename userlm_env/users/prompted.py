@@ -1,0 +1,153 @@
+"""A prompted user: an ordinary instruction-tuned assistant model asked to play a lazy user.
+
+Small models cannot role-play a Lost-in-Conversation user on their own (they answer the
+question themselves), so the env keeps control of *what* is revealed and the model only decides
+*how* it is said (DESIGN.md 3b):
+
+1. The next unrevealed shard is chosen (shard 1 at the opening turn, then in order).
+2. The model is asked to rephrase that one fact as a short, casual message to the assistant.
+3. A cheap check accepts the message: every number and most key words of the fact are kept
+   (:func:`userlm_env.shard_detection.fact_is_kept`), the length is within bounds, and no
+   number of an unrevealed shard or of the answer leaks. Otherwise it resamples with a new seed.
+4. After ``max_attempts`` failures the fact is said plainly (counted in ``meta["fallback"]``).
+
+Once every shard is revealed the user asks for the final answer. The prompted user never ends the
+conversation (the paper's finding about prompted simulators); the env ends it by its rules.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from userlm_env.backends.transformers_backend import GenerationRequest, SamplingParams, TransformersBackend
+from userlm_env.shard_detection import fact_is_kept, numbers_in
+from userlm_env.users.base import UserRequest, UserSimulator, UserTurn
+from userlm_env.users.replay import ALL_REVEALED_MESSAGES
+
+SYSTEM_PROMPT = (
+    "You write chat messages for a person talking to an AI assistant. The person is lazy: short, casual, "
+    "lower-case is fine, no greetings, no explanations. Never solve anything. Never answer as the assistant."
+)
+OPENING_PROMPT = 'Rewrite this question as a short casual chat message from the person, keeping every detail:\n"{fact}"'
+FOLLOW_UP_PROMPT = (
+    'The assistant just said: "{reply}"\n\n'
+    "Write the person's next short chat message. It must tell the assistant this fact, keeping every number:\n"
+    '"{fact}"'
+)
+ASSISTANT_EXCERPT_CHARS = 300
+
+
+@dataclass(frozen=True)
+class PromptedUserConfig:
+    """Settings of :class:`PromptedUser`.
+
+    Attributes:
+        max_attempts: samples per turn before saying the fact plainly.
+        min_words: shortest accepted message.
+        max_words: longest accepted message.
+        sampling: temperature / top-p / token limit for the model.
+    """
+
+    max_attempts: int = 3
+    min_words: int = 2
+    max_words: int = 40
+    sampling: SamplingParams = SamplingParams(max_new_tokens=48, temperature=0.7, top_p=0.9)
+
+    def __post_init__(self) -> None:
+        if self.max_attempts < 1:
+            raise ValueError(f"max_attempts must be >= 1, got {self.max_attempts}")
+        if not 0 < self.min_words <= self.max_words:
+            raise ValueError(f"need 0 < min_words <= max_words, got {self.min_words} and {self.max_words}")
+
+
+def _clean(text: str) -> str:
+    text = text.strip().strip('"').strip()
+    for prefix in ("Person:", "User:", "Message:", "Chat message:"):
+        if text.lower().startswith(prefix.lower()):
+            text = text[len(prefix) :].strip()
+    return text.strip('"').strip()
+
+
+class PromptedUser(UserSimulator):
+    """An assistant model prompted to rephrase one shard per turn as a lazy user.
+
+    Args:
+        backend: the generation backend of the model (any instruction-tuned chat model).
+        config: attempts, length bounds and sampling.
+    """
+
+    deterministic = True
+
+    def __init__(self, backend: TransformersBackend, config: PromptedUserConfig | None = None, name: str = "prompted"):
+        self.backend = backend
+        self.config = config or PromptedUserConfig()
+        self.name = name
+        eos = backend.tokenizer.eos_token_id
+        self._stops = [eos] if isinstance(eos, int) else list(eos or [])
+
+    def _prompt(self, request: UserRequest, fact: str) -> tuple[int, ...]:
+        if request.turn == 0 or not request.conversation:
+            instruction = OPENING_PROMPT.format(fact=fact)
+        else:
+            reply = request.conversation[-1]["content"].strip().replace("\n", " ")
+            if len(reply) > ASSISTANT_EXCERPT_CHARS:
+                reply = reply[:ASSISTANT_EXCERPT_CHARS] + "..."
+            instruction = FOLLOW_UP_PROMPT.format(reply=reply, fact=fact)
+        messages = [{"role": "system", "content": SYSTEM_PROMPT}, {"role": "user", "content": instruction}]
+        return self.backend.render(messages)
+
+    def accepts(self, request: UserRequest, shard_id: int, text: str) -> str | None:
+        """Why ``text`` is rejected as the phrasing of shard ``shard_id``, or None if it is accepted."""
+        fact = request.task.shard(shard_id).text
+        words = len(text.split())
+        if not self.config.min_words <= words <= self.config.max_words:
+            return f"length {words} words"
+        if not fact_is_kept(fact, text):
+            return "fact not kept"
+        allowed = numbers_in(fact) | set().union(*(numbers_in(request.task.shard(i).text) for i in request.revealed))
+        hidden = set().union(*(numbers_in(s.text) for s in request.task.shards)) | numbers_in(request.task.answer)
+        leaked = (numbers_in(text) & hidden) - allowed
+        if leaked:
+            return f"leaks {sorted(leaked)}"
+        return None
+
+    def respond_batch(self, requests: Sequence[UserRequest]) -> list[UserTurn]:
+        """Rephrase each request's next shard; resample rejected phrasings in batches."""
+        results: dict[int, UserTurn] = {}
+        pending: list[int] = []
+        for index, request in enumerate(requests):
+            if request.next_shard_id is None:
+                results[index] = UserTurn(text=ALL_REVEALED_MESSAGES[request.seed % len(ALL_REVEALED_MESSAGES)], revealed=())
+            else:
+                pending.append(index)
+        rejections: dict[int, list[str]] = {i: [] for i in pending}
+        for attempt in range(self.config.max_attempts):
+            if not pending:
+                break
+            batch = [
+                GenerationRequest(
+                    prompt_ids=self._prompt(requests[i], requests[i].task.shard(requests[i].next_shard_id).text),
+                    seed=requests[i].seed * 7919 + attempt,
+                )
+                for i in pending
+            ]
+            generations = self.backend.generate(batch, self.config.sampling, self._stops)
+            still = []
+            for index, generation in zip(pending, generations):
+                request, text = requests[index], _clean(generation.text)
+                reason = self.accepts(request, request.next_shard_id, text)
+                if reason is None:
+                    meta = {"attempts": attempt + 1, "fallback": False, "rejections": rejections[index]}
+                    results[index] = UserTurn(text=text, revealed=(request.next_shard_id,), meta=meta)
+                else:
+                    rejections[index].append(reason)
+                    still.append(index)
+            pending = still
+        for index in pending:
+            request = requests[index]
+            meta = {"attempts": self.config.max_attempts, "fallback": True, "rejections": rejections[index]}
+            results[index] = UserTurn(
+                text=request.task.shard(request.next_shard_id).text, revealed=(request.next_shard_id,), meta=meta
+            )
+        return [results[i] for i in range(len(requests))]
