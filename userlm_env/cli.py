@@ -19,6 +19,10 @@ from rich.table import Table
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Train and evaluate assistants against simulated users.")
 console = Console()
+DEFAULT_SYSTEM_PROMPT = (
+    "You are a helpful math assistant. The user may give the problem in pieces; ask for what is missing. "
+    "When you can solve it, end with: The answer is <number>."
+)
 
 
 @app.callback()
@@ -32,15 +36,15 @@ def rollout(
     user: str = typer.Option("prompted:smollm2-135m", help="user spec: microsoft/UserLM-8b, userlm:MODEL, prompted:MODEL, replay, human"),
     tasks: str = typer.Option("procedural", help="task spec: procedural, gsm8k, gsm8k:PATH, lic:PATH"),
     reward: str = typer.Option("lic", help="reward preset (lic, shaped, efficient), optionally with overrides: shaped:turn=-0.05"),
-    episodes: int = typer.Option(4, min=1, help="number of episodes (seeds seed..seed+episodes-1)"),
+    episodes: int = typer.Option(3, min=1, help="number of episodes (seeds seed..seed+episodes-1)"),
     seed: int = typer.Option(0, help="first episode seed"),
-    max_turns: int = typer.Option(8, min=1, help="assistant replies before truncation"),
-    batch_size: int = typer.Option(4, min=1, help="episodes stepped together (batched model calls)"),
+    max_turns: int = typer.Option(6, min=1, help="assistant replies before truncation"),
+    batch_size: int = typer.Option(3, min=1, help="episodes stepped together (batched model calls)"),
     out: Path = typer.Option(Path("runs/rollout.jsonl"), help="JSONL file, one line per episode"),
     resume: bool = typer.Option(False, help="continue an existing log, skipping finished episodes"),
     overwrite: bool = typer.Option(False, help="start the log over"),
-    system_prompt: str = typer.Option(None, help="system prompt for a model assistant"),
-    max_new_tokens: int = typer.Option(160, min=1, help="assistant reply length limit in tokens"),
+    system_prompt: str = typer.Option(DEFAULT_SYSTEM_PROMPT, help="system prompt for a model assistant ('' for none)"),
+    max_new_tokens: int = typer.Option(96, min=1, help="assistant reply length limit in tokens"),
     device: str = typer.Option(None, help="device for local models (default: cuda if available, else cpu)"),
     show: int = typer.Option(1, min=0, help="print this many transcripts at the end"),
 ) -> None:
@@ -65,7 +69,7 @@ def rollout(
     started = time.perf_counter()
     with console.status("loading models..."):
         agent = make_assistant(
-            assistant, device=device, system_prompt=system_prompt,
+            assistant, device=device, system_prompt=system_prompt or None,
             sampling=SamplingParams(max_new_tokens=max_new_tokens, temperature=0.7, top_p=0.9),
         )
         user_sim = make_user(user, device=device)

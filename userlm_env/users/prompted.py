@@ -5,7 +5,9 @@ question themselves), so the env keeps control of *what* is revealed and the mod
 *how* it is said (DESIGN.md 3b):
 
 1. The next unrevealed shard is chosen (shard 1 at the opening turn, then in order).
-2. The model is asked to rephrase that one fact as a short, casual message to the assistant.
+2. The model is asked (with a few examples) to rephrase that one fact as a short, casual message
+   to the assistant. It does not see the assistant's reply: a 135M model asked to answer the
+   assistant and reveal a fact at once mostly answers the question itself.
 3. A cheap check accepts the message: every number and most key words of the fact are kept
    (:func:`userlm_env.shard_detection.fact_is_kept`), the length is within bounds, and no
    number of an unrevealed shard or of the answer leaks. Otherwise it resamples with a new seed.
@@ -26,16 +28,15 @@ from userlm_env.users.base import UserRequest, UserSimulator, UserTurn
 from userlm_env.users.replay import ALL_REVEALED_MESSAGES
 
 SYSTEM_PROMPT = (
-    "You write chat messages for a person talking to an AI assistant. The person is lazy: short, casual, "
-    "lower-case is fine, no greetings, no explanations. Never solve anything. Never answer as the assistant."
+    "You rewrite a fact as a short, casual chat message that a lazy person sends to an AI assistant. "
+    "Keep every number and name. Do not solve anything. Write only the message."
 )
-OPENING_PROMPT = 'Rewrite this question as a short casual chat message from the person, keeping every detail:\n"{fact}"'
-FOLLOW_UP_PROMPT = (
-    'The assistant just said: "{reply}"\n\n'
-    "Write the person's next short chat message. It must tell the assistant this fact, keeping every number:\n"
-    '"{fact}"'
+FEW_SHOT = (
+    ("Betty has only half of the money she needs.", "oh and betty only has half of the money she needs"),
+    ("How much did Weng earn?", "how much did weng earn?"),
+    ("Her parents give her $15 for that purpose.", "also her parents are giving her $15 for it"),
+    ("Yesterday, she did 50 minutes of babysitting.", "she did 50 minutes of babysitting yesterday btw"),
 )
-ASSISTANT_EXCERPT_CHARS = 300
 
 
 @dataclass(frozen=True)
@@ -86,15 +87,11 @@ class PromptedUser(UserSimulator):
         eos = backend.tokenizer.eos_token_id
         self._stops = [eos] if isinstance(eos, int) else list(eos or [])
 
-    def _prompt(self, request: UserRequest, fact: str) -> tuple[int, ...]:
-        if request.turn == 0 or not request.conversation:
-            instruction = OPENING_PROMPT.format(fact=fact)
-        else:
-            reply = request.conversation[-1]["content"].strip().replace("\n", " ")
-            if len(reply) > ASSISTANT_EXCERPT_CHARS:
-                reply = reply[:ASSISTANT_EXCERPT_CHARS] + "..."
-            instruction = FOLLOW_UP_PROMPT.format(reply=reply, fact=fact)
-        messages = [{"role": "system", "content": SYSTEM_PROMPT}, {"role": "user", "content": instruction}]
+    def _prompt(self, fact: str) -> tuple[int, ...]:
+        messages = [{"role": "system", "content": SYSTEM_PROMPT}]
+        for example, message in FEW_SHOT:
+            messages += [{"role": "user", "content": f"Fact: {example}"}, {"role": "assistant", "content": message}]
+        messages.append({"role": "user", "content": f"Fact: {fact}"})
         return self.backend.render(messages)
 
     def accepts(self, request: UserRequest, shard_id: int, text: str) -> str | None:
@@ -103,6 +100,8 @@ class PromptedUser(UserSimulator):
         words = len(text.split())
         if not self.config.min_words <= words <= self.config.max_words:
             return f"length {words} words"
+        if "\n" in text.strip():
+            return "several lines"
         if not fact_is_kept(fact, text):
             return "fact not kept"
         allowed = numbers_in(fact) | set().union(*(numbers_in(request.task.shard(i).text) for i in request.revealed))
@@ -127,7 +126,7 @@ class PromptedUser(UserSimulator):
                 break
             batch = [
                 GenerationRequest(
-                    prompt_ids=self._prompt(requests[i], requests[i].task.shard(requests[i].next_shard_id).text),
+                    prompt_ids=self._prompt(requests[i].task.shard(requests[i].next_shard_id).text),
                     seed=requests[i].seed * 7919 + attempt,
                 )
                 for i in pending
