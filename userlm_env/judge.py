@@ -1148,8 +1148,9 @@ def make_judge(spec: str | RuleJudge | LLMJudge | Judge | None = None) -> RuleJu
     """Build a judge from a spec.
 
     Args:
-        spec: ``None`` or ``"rule"`` for a :class:`RuleJudge`; a judge instance (anything
-            with a ``judge(reply, gold)`` method) is returned unchanged.
+        spec: ``None`` or ``"rule"`` for a :class:`RuleJudge`; ``"llm:MODEL"`` for an
+            :class:`LLMJudge` on a local model; a judge instance (anything with a
+            ``judge(reply, gold)`` method) is returned unchanged.
 
     Returns:
         The judge.
@@ -1165,12 +1166,17 @@ def make_judge(spec: str | RuleJudge | LLMJudge | Judge | None = None) -> RuleJu
         name = spec.strip().lower()
         if name in {"rule", "rules", "rule_based"}:
             return RuleJudge()
+        if name.startswith("llm:") and spec.strip()[4:]:
+            from userlm_env.backends.transformers_backend import TransformersBackend
+
+            backend = TransformersBackend.from_spec(spec.strip()[4:])
+            return LLMJudge(generate=backend.chat_completer())
         if name == "llm":
             raise ValueError(
-                "judge='llm' needs a text generator: pass LLMJudge(generate=...) built with a backend's "
-                "generate(prompts) -> completions callable"
+                "judge='llm' needs a model: judge='llm:MODEL' (hub id, dir, .gguf or smollm2-135m), or pass "
+                "LLMJudge(generate=...) built with any generate(prompts) -> completions callable"
             )
-        raise ValueError(f"unknown judge {spec!r}; expected 'rule', a RuleJudge or an LLMJudge instance")
+        raise ValueError(f"unknown judge {spec!r}; expected 'rule', 'llm:MODEL', a RuleJudge or an LLMJudge instance")
     if isinstance(spec, (RuleJudge, LLMJudge)) or callable(getattr(spec, "judge", None)):
         return spec
     raise TypeError(f"judge must be None, 'rule' or a judge object, got {type(spec).__name__}")

@@ -206,3 +206,18 @@ class TransformersBackend:
             text = tokenizer.decode(tokens, skip_special_tokens=True).strip()
             generations.append(Generation(token_ids=tuple(tokens), text=text, stop_token_id=stop))
         return generations
+
+    def chat_completer(self, params: SamplingParams | None = None, seed: int = 0):
+        """A ``complete(prompts) -> texts`` callable: each prompt is sent as one user message.
+
+        Lets components that only need text in, text out (the LLM judge) run on this backend.
+        """
+        params = params or SamplingParams(max_new_tokens=64, temperature=0.0)
+        eos = self.tokenizer.eos_token_id
+        stops = [eos] if isinstance(eos, int) else list(eos or [])
+
+        def complete(prompts: Sequence[str]) -> list[str]:
+            requests = [GenerationRequest(self.render([{"role": "user", "content": p}]), seed=seed) for p in prompts]
+            return [g.text for g in self.generate(requests, params, stops)]
+
+        return complete
