@@ -67,3 +67,28 @@ def test_cli_rollout_offline_default(tmp_path):
     assert result.exit_code == 0, result.output
     assert "success rate" in result.output
     assert len(out.read_text().splitlines()) == 2
+
+
+def test_vector_env_batches_the_real_user_and_matches_single_envs():
+    """make_vec batches the prompted SmolLM2 user's turns into one call and replays N single envs."""
+    import gymnasium as gym
+
+    import userlm_env  # noqa: F401
+
+    kwargs = dict(user="prompted:smollm2-135m", tasks="procedural", max_turns=3, user_device="cpu")
+    venv = gym.make_vec("UserLM-Math-v0", num_envs=3, **kwargs)
+    backend = venv.user.backend
+    calls_before = backend.stats["calls"]
+    vec_obs, _ = venv.reset(seed=11)
+    replies = ["Could you tell me more?", "What else do I need to know?", "Any other numbers?"]
+    vec_obs, *_ = venv.step(replies)
+    assert backend.stats["calls"] - calls_before <= 2 * backend_attempts(venv.user), "user turns were not batched"
+    for i in range(3):
+        env = UserLMMathEnv(**kwargs)
+        obs, _ = env.reset(seed=11 + i)
+        obs, *_ = env.step(replies[i])
+        assert obs == vec_obs[i]
+
+
+def backend_attempts(user):
+    return user.config.max_attempts

@@ -13,9 +13,10 @@ if "UserLM-Math-v0" not in registry:
     register(
         id="UserLM-Math-v0",
         entry_point="userlm_env.envs.math_env:UserLMMathEnv",
+        vector_entry_point="userlm_env.envs.math_env:UserLMMathVectorEnv",
         nondeterministic=True,  # the default user is a sampled LM; the replay user is deterministic
     )
 
-from userlm_env.envs import UserLMMathEnv  # noqa: E402
+from userlm_env.envs import UserLMMathEnv, UserLMMathVectorEnv  # noqa: E402
 
-__all__ = ["UserLMMathEnv", "__version__"]
+__all__ = ["UserLMMathEnv", "UserLMMathVectorEnv", "__version__"]

@@ -1,5 +1,5 @@
 """Environment classes."""
 
-from userlm_env.envs.math_env import UserLMMathEnv
+from userlm_env.envs.math_env import UserLMMathEnv, UserLMMathVectorEnv
 
-__all__ = ["UserLMMathEnv"]
+__all__ = ["UserLMMathEnv", "UserLMMathVectorEnv"]

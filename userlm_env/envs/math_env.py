@@ -133,8 +133,10 @@ class UserLMMathEnv(gym.Env[list, str]):
     `end_reason`, `reply_truncated`, `judge_reason`, `user_meta`.
 
     ## Vectorized environment
-    `gym.make_vec("UserLM-Math-v0", num_envs=N, vectorization_mode="sync")` runs N copies; a batched
-    vector env that puts all user turns into one model call is planned (issue: fast rollouts).
+    `gym.make_vec("UserLM-Math-v0", num_envs=N)` returns a `UserLMMathVectorEnv`: the N sub-envs share
+    one user simulator and all their pending user turns (opening turns of resets included) go to it
+    in **one batched call** per step. Same seeds give the same episodes as N single envs.
+    `vectorization_mode="sync"` gives Gymnasium's `SyncVectorEnv` instead (one user call per sub-env).
 
     ## Version History
     * v0: initial version.
@@ -172,21 +174,28 @@ class UserLMMathEnv(gym.Env[list, str]):
     # ------------------------------------------------------------------ reset
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
         """Start an episode: draw a task and a user seed, get the user's opening message."""
+        request = self.begin_reset(seed=seed, options=options)
+        self.observe_user(self.user.respond(request))
+        return self.reset_result()
+
+    def begin_reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> UserRequest:
+        """First half of ``reset``: draw the task and the user seed; return the request for the opening turn."""
         super().reset(seed=seed)
         task = self._choose_task(options or {})
         user_seed = int(self.np_random.integers(SEED_SPACE))
         self._state = EpisodeState(task=task, user_seed=user_seed)
+        self._pending = None
         if task.num_shards > self.max_turns and not self._warned_turns:
             warnings.warn(
                 f"task {task.task_id!r} has {task.num_shards} shards but max_turns={self.max_turns}: "
                 "episodes will be truncated before every shard can be revealed",
-                stacklevel=2,
+                stacklevel=3,
             )
             self._warned_turns = True
-        self._apply_user_turn(self.user.respond(self._state.user_request()))
-        if self._state.user_ended:  # a user that ends before saying anything: nothing to solve
-            self._state.done = True
-            self._state.end_reason = "user_ended"
+        return self._state.user_request()
+
+    def reset_result(self) -> tuple[list[dict[str, str]], dict[str, Any]]:
+        """Second half of ``reset`` (after ``observe_user``): the (obs, info) pair."""
         return self._obs(), self._info(judgement=None, components=dict.fromkeys(COMPONENTS, 0.0))
 
     def _choose_task(self, options: dict[str, Any]) -> ShardedTask:
@@ -243,7 +252,7 @@ class UserLMMathEnv(gym.Env[list, str]):
         return None if state.done else state.user_request()
 
     def observe_user(self, turn: UserTurn) -> None:
-        """Second half of ``step``: add the user's answer to the chat."""
+        """Second half of ``step`` (and of ``reset``): add the user's turn to the chat."""
         self._apply_user_turn(turn)
         if self._state.user_ended:
             self._state.done, self._state.end_reason = True, "user_ended"
@@ -325,3 +334,86 @@ class UserLMMathEnv(gym.Env[list, str]):
         """Release the user simulator's resources."""
         self.user.close()
         super().close()
+
+
+class UserLMMathVectorEnv(gym.vector.VectorEnv):
+    """N ``UserLMMathEnv`` stepped together, with one batched user call per step.
+
+    Observations are a tuple of N conversations, actions a sequence of N reply strings, rewards,
+    terminations and truncations numpy arrays; infos are batched Gymnasium-style (``info[key]``
+    arrays with ``info["_key"]`` masks). Autoreset follows Gymnasium's ``NEXT_STEP`` mode: the step
+    after a sub-env's episode ended resets it (its action is ignored, reward 0).
+
+    ``reset(seed=s)`` seeds sub-env ``i`` with ``s + i``, as ``SyncVectorEnv`` does, so sub-env ``i``
+    replays exactly the episode of a single env reset with ``s + i`` (given a deterministic user).
+
+    Args:
+        num_envs: number of sub-envs.
+        **kwargs: ``UserLMMathEnv`` arguments; the user, task source and judge are built once and shared.
+    """
+
+    metadata = {"render_modes": [], "autoreset_mode": gym.vector.AutoresetMode.NEXT_STEP}
+
+    def __init__(self, num_envs: int = 1, **kwargs: Any):
+        if not isinstance(num_envs, int) or num_envs < 1:
+            raise ValueError(f"num_envs must be a positive int, got {num_envs!r}")
+        kwargs.pop("render_mode", None)
+        self.user = make_user(kwargs.pop("user", None), device=kwargs.pop("user_device", None))
+        tasks = make_task_source(kwargs.pop("tasks", "procedural"))
+        judge = make_judge(kwargs.pop("judge", "rule"))
+        self.envs = [UserLMMathEnv(user=self.user, tasks=tasks, judge=judge, **kwargs) for _ in range(num_envs)]
+        self.num_envs = num_envs
+        self.single_observation_space = self.envs[0].observation_space
+        self.single_action_space = self.envs[0].action_space
+        self.observation_space = gym.vector.utils.batch_space(self.single_observation_space, num_envs)
+        self.action_space = gym.vector.utils.batch_space(self.single_action_space, num_envs)
+        self._autoreset = np.zeros(num_envs, dtype=bool)
+
+    def reset(self, *, seed: int | list[int | None] | None = None, options: dict[str, Any] | None = None):
+        """Reset every sub-env (opening user turns in one batched call)."""
+        seeds = [None if seed is None else seed + i for i in range(self.num_envs)] if not isinstance(seed, list) else seed
+        if len(seeds) != self.num_envs:
+            raise ValueError(f"reset got {len(seeds)} seeds for {self.num_envs} sub-envs")
+        if seed is not None:
+            self._np_random, self._np_random_seed = gym.utils.seeding.np_random(seeds[0])
+        requests = [env.begin_reset(seed=s, options=options) for env, s in zip(self.envs, seeds)]
+        for env, turn in zip(self.envs, self.user.respond_batch(requests)):
+            env.observe_user(turn)
+        infos: dict[str, Any] = {}
+        observations = []
+        for i, env in enumerate(self.envs):
+            obs, info = env.reset_result()
+            observations.append(obs)
+            infos = self._add_info(infos, info, i)
+        self._autoreset[:] = False
+        return tuple(observations), infos
+
+    def step(self, actions):
+        """Step every sub-env (reset the ones that ended last step), with one batched user call."""
+        if len(actions) != self.num_envs:
+            raise ValueError(f"step got {len(actions)} actions for {self.num_envs} sub-envs")
+        pending: list[tuple[int, UserRequest]] = []
+        for i, (env, action) in enumerate(zip(self.envs, actions)):
+            request = env.begin_reset() if self._autoreset[i] else env.act(action)
+            if request is not None:
+                pending.append((i, request))
+        turns = self.user.respond_batch([request for _, request in pending]) if pending else []
+        for (i, _), turn in zip(pending, turns):
+            self.envs[i].observe_user(turn)
+        observations, infos = [], {}
+        rewards = np.zeros(self.num_envs, dtype=np.float64)
+        terminations = np.zeros(self.num_envs, dtype=bool)
+        truncations = np.zeros(self.num_envs, dtype=bool)
+        for i, env in enumerate(self.envs):
+            if self._autoreset[i]:
+                obs, info = env.reset_result()
+            else:
+                obs, rewards[i], terminations[i], truncations[i], info = env.step_result()
+            observations.append(obs)
+            infos = self._add_info(infos, info, i)
+        self._autoreset = terminations | truncations
+        return tuple(observations), rewards, terminations, truncations, infos
+
+    def close_extras(self, **kwargs: Any) -> None:
+        """Release the shared user simulator."""
+        self.user.close()
