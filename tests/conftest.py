@@ -10,6 +10,7 @@ the env's real prompts.
 from __future__ import annotations
 
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
@@ -54,6 +55,23 @@ def _user(text: str) -> dict[str, str]:
 
 def _assistant(text: str) -> dict[str, str]:
     return {"role": "assistant", "content": text}
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _one_torch_thread():
+    """Run torch on one intra-op thread: tiny models are many times faster without threading overhead."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="session")
+def toy() -> SimpleNamespace:
+    """The toy task and the turns the trained tiny UserLMs know: task, opening, second, ask, opener_i."""
+    return SimpleNamespace(task=EGGS_TASK, opening=OPENING, second=SECOND, ask=ASK, opener_i=OPENER_I)
 
 
 @pytest.fixture(scope="session")
@@ -123,14 +141,14 @@ def conversational_userlm(tmp_path_factory) -> Path:
         [_system(), _user(OPENING), _assistant(ASK), _user(SECOND)],
         [_system(), _user(OPENING), _assistant(ASK), _user(SECOND), _assistant(ASK), _user(END_CONVERSATION)],
     ]
-    return build_tiny_userlm(tmp_path_factory.mktemp("tiny_userlm_conv"), train_on=convs, train_steps=100)
+    return build_tiny_userlm(tmp_path_factory.mktemp("tiny_userlm_conv"), train_on=convs, train_steps=150)
 
 
 @pytest.fixture(scope="session")
 def opener_i_userlm(tmp_path_factory) -> Path:
     """Tiny UserLM for EGGS_TASK that always opens with "I ..." (OPENER_I)."""
     convs = [[_system(), _user(OPENER_I)]]
-    return build_tiny_userlm(tmp_path_factory.mktemp("tiny_userlm_opener_i"), train_on=convs, train_steps=100)
+    return build_tiny_userlm(tmp_path_factory.mktemp("tiny_userlm_opener_i"), train_on=convs, train_steps=150)
 
 
 @pytest.fixture(scope="session")
@@ -140,4 +158,4 @@ def bad_turns_userlm(tmp_path_factory) -> Path:
         [_system(), _user("ok")],
         [_system(), _user(OPENING), _assistant(ASK), _user(OPENING)],
     ]
-    return build_tiny_userlm(tmp_path_factory.mktemp("tiny_userlm_bad"), train_on=convs, train_steps=100)
+    return build_tiny_userlm(tmp_path_factory.mktemp("tiny_userlm_bad"), train_on=convs, train_steps=150)

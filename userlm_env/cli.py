@@ -52,29 +52,36 @@ def rollout(
     from agents import make_assistant
     from userlm_env.backends.transformers_backend import SamplingParams
     from userlm_env.envs.math_env import UserLMMathEnv
+    from userlm_env.backends.models import ModelLoadError
     from userlm_env.episode_log import EpisodeLog
+    from userlm_env.rewards import RewardConfig
     from userlm_env.rollout import run_episodes, summarize
+    from userlm_env.tasks import make_task_source
     from userlm_env.users import make_user
 
+    if out.exists() and out.stat().st_size > 0 and not (resume or overwrite):
+        raise typer.BadParameter(f"{out} already holds episodes: pass --resume to continue it or --overwrite", param_hint="--out")
+    started = time.perf_counter()
     try:
-        log = EpisodeLog(out, resume=resume, overwrite=overwrite)
-    except FileExistsError as err:
-        raise typer.BadParameter(str(err), param_hint="--out") from err
+        with console.status("loading models..."):
+            RewardConfig.from_spec(reward)
+            task_source = make_task_source(tasks)
+            agent = make_assistant(
+                assistant, device=device, system_prompt=system_prompt or None,
+                sampling=SamplingParams(max_new_tokens=max_new_tokens, temperature=0.7, top_p=0.9),
+            )
+            user_sim = make_user(user, device=device)
+    except (ValueError, ModelLoadError, OSError) as err:
+        console.print(f"[red]error:[/] {err}")
+        raise typer.Exit(code=2) from err
+    load_seconds = time.perf_counter() - started
+    log = EpisodeLog(out, resume=resume, overwrite=overwrite)
     seeds = list(range(seed, seed + episodes))
     todo = [s for s in seeds if f"seed={s}" not in log.done_keys]
     if log.corrupt_lines:
         console.print(f"[yellow]{log.path}: dropped {log.corrupt_lines} cut-off line(s) from an interrupted run[/]")
     if resume and len(todo) < len(seeds):
         console.print(f"resuming {log.path}: {len(seeds) - len(todo)} of {len(seeds)} episodes already done")
-    started = time.perf_counter()
-    with console.status("loading models..."):
-        agent = make_assistant(
-            assistant, device=device, system_prompt=system_prompt or None,
-            sampling=SamplingParams(max_new_tokens=max_new_tokens, temperature=0.7, top_p=0.9),
-        )
-        user_sim = make_user(user, device=device)
-        task_source = __import__("userlm_env.tasks", fromlist=["make_task_source"]).make_task_source(tasks)
-    load_seconds = time.perf_counter() - started
 
     def make_env() -> UserLMMathEnv:
         return UserLMMathEnv(user=user_sim, tasks=task_source, reward=reward, max_turns=max_turns)

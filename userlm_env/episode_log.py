@@ -63,8 +63,12 @@ class EpisodeLog:
     def append(self, record: dict[str, Any]) -> None:
         """Write one record as one line and make it durable before returning."""
         line = json.dumps(record, ensure_ascii=False, default=str)
-        with self.path.open("a", encoding="utf-8") as handle:
-            handle.write(line + "\n")
+        with self.path.open("a+b") as handle:
+            if handle.tell() > 0:  # a crash between a record and its newline: start on a new line
+                handle.seek(-1, os.SEEK_END)
+                if handle.read(1) != b"\n":
+                    line = "\n" + line
+            handle.write((line + "\n").encode("utf-8"))
             handle.flush()
             os.fsync(handle.fileno())
         self.records.append(record)

@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from userlm_env.backends.errors import BackendError
 from userlm_env.envs.math_env import UserLMMathEnv
 from userlm_env.episode_log import EpisodeLog
 from userlm_env.rewards import COMPONENTS
@@ -105,8 +106,9 @@ def run_episodes(
             except Exception:
                 finish(run, error=traceback.format_exc(limit=5))
                 continue
-            if env._state.done:  # the user ended the chat before it began
-                finish(run, terminated=True)
+            if env._state.done:  # the user ended the chat before it began (or its model failed)
+                failed = env._state.end_reason == "user_error"
+                finish(run, terminated=not failed, truncated=failed)
                 continue
             running.append(run)
             return
@@ -114,9 +116,12 @@ def run_episodes(
     for env in envs:
         start(env)
     while running:
-        _assistant_turns(assistant, running)
-        requests, waiting, finished = [], [], []
+        finished = _assistant_turns(assistant, running)
+        failed_assistant = {id(run) for run, _ in finished}
+        requests, waiting = [], []
         for run in running:
+            if id(run) in failed_assistant:
+                continue
             try:
                 request = run.env.act(run.reply)
             except Exception:
@@ -128,6 +133,10 @@ def run_episodes(
         if requests:
             try:
                 turns = envs[0].user.respond_batch(requests)
+            except BackendError as err:  # a server fault: these episodes end truncated (info["error"])
+                for run in waiting:
+                    run.env.fail_user(err)
+                waiting, turns = [], []
             except Exception:
                 error = traceback.format_exc(limit=5)
                 finished += [(run, error) for run in waiting]
@@ -157,7 +166,11 @@ def run_episodes(
     return records
 
 
-def _assistant_turns(assistant, running: list[_Running]) -> None:
+def _assistant_turns(assistant, running: list[_Running]) -> list[tuple[_Running, str]]:
+    """Ask the assistant for every running episode's reply in one batch; return the episodes that failed.
+
+    When the batched call raises, each episode is retried alone so one bad episode cannot sink the rest.
+    """
     infos = []
     for run in running:
         info = dict(run.info)
@@ -165,9 +178,21 @@ def _assistant_turns(assistant, running: list[_Running]) -> None:
             info["oracle_answer"] = run.env._state.task.answer
         infos.append(info)
     seeds = [(run.seed * 1_000_003 + len(run.steps)) % (2**31 - 1) for run in running]
-    replies = assistant.act_batch([run.obs for run in running], seeds, infos)
-    for run, reply in zip(running, replies):
-        run.reply = reply
+    try:
+        replies = assistant.act_batch([run.obs for run in running], seeds, infos)
+        for run, reply in zip(running, replies, strict=True):
+            run.reply = reply
+        return []
+    except Exception:
+        if len(running) == 1:
+            return [(running[0], traceback.format_exc(limit=5))]
+    failed = []
+    for run, seed, info in zip(running, seeds, infos):
+        try:
+            run.reply = assistant.act_batch([run.obs], [seed], [info])[0]
+        except Exception:
+            failed.append((run, traceback.format_exc(limit=5)))
+    return failed
 
 
 def summarize(records: Iterable[dict[str, Any]]) -> dict[str, Any]:

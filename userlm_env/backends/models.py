@@ -138,8 +138,10 @@ def load_model(spec: str, dtype: str = "auto", device: str | None = None) -> Loa
         else:
             source = spec
         if source is not None:
-            tokenizer = AutoTokenizer.from_pretrained(source)
-            model = AutoModelForCausalLM.from_pretrained(source, dtype=torch_dtype)
+            # Honour HF_HUB_OFFLINE even when it was set after huggingface_hub was imported.
+            offline = os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes")
+            tokenizer = AutoTokenizer.from_pretrained(source, local_files_only=offline)
+            model = AutoModelForCausalLM.from_pretrained(source, dtype=torch_dtype, local_files_only=offline)
     except ModelLoadError:
         raise
     except (OSError, ValueError) as err:

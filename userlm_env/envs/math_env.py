@@ -10,6 +10,7 @@ import gymnasium as gym
 import numpy as np
 from gymnasium.error import ResetNeeded
 
+from userlm_env.backends.errors import BackendError
 from userlm_env.judge import Judgement, make_judge
 from userlm_env.rewards import COMPONENTS, RewardConfig, step_components
 from userlm_env.shard_detection import detect_revealed_shards
@@ -38,6 +39,7 @@ class EpisodeState:
     user_ended: bool = False
     done: bool = False
     end_reason: str | None = None
+    error: str | None = None
 
     @property
     def all_revealed(self) -> bool:
@@ -101,6 +103,8 @@ class UserLMMathEnv(gym.Env[list, str]):
        attempt (its grade is the score).
     3. Termination: the user ends the conversation (`<|endconversation|>`, or `/end` for a human).
     4. Truncation: `max_turns` assistant replies were made without any of the above.
+    5. Truncation: the user's model failed (a `BackendError`: server down, timeouts, garbage answers);
+       `info["end_reason"] == "user_error"` and `info["error"]` holds the cause. The run goes on.
     The LiC score (reported as `correctness` on the last step) is the grade of the last answer
     attempt, 0 if there was none. `step` after the episode ended, or before `reset`, raises
     `gymnasium.error.ResetNeeded`.
@@ -175,7 +179,12 @@ class UserLMMathEnv(gym.Env[list, str]):
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
         """Start an episode: draw a task and a user seed, get the user's opening message."""
         request = self.begin_reset(seed=seed, options=options)
-        self.observe_user(self.user.respond(request))
+        try:
+            turn = self.user.respond(request)
+        except BackendError as err:
+            self.fail_user(err)
+        else:
+            self.observe_user(turn)
         return self.reset_result()
 
     def begin_reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> UserRequest:
@@ -196,6 +205,8 @@ class UserLMMathEnv(gym.Env[list, str]):
 
     def reset_result(self) -> tuple[list[dict[str, str]], dict[str, Any]]:
         """Second half of ``reset`` (after ``observe_user``): the (obs, info) pair."""
+        if self.render_mode == "human":
+            self.render()
         return self._obs(), self._info(judgement=None, components=dict.fromkeys(COMPONENTS, 0.0))
 
     def _choose_task(self, options: dict[str, Any]) -> ShardedTask:
@@ -216,7 +227,12 @@ class UserLMMathEnv(gym.Env[list, str]):
         """Judge the assistant's reply, score it, and let the user answer unless the episode ends."""
         pending = self.act(action)
         if pending is not None:
-            self.observe_user(self.user.respond(pending))
+            try:
+                turn = self.user.respond(pending)
+            except BackendError as err:
+                self.fail_user(err)
+            else:
+                self.observe_user(turn)
         return self.step_result()
 
     def act(self, action: str) -> UserRequest | None:
@@ -257,6 +273,17 @@ class UserLMMathEnv(gym.Env[list, str]):
         if self._state.user_ended:
             self._state.done, self._state.end_reason = True, "user_ended"
 
+    def fail_user(self, error: BaseException) -> None:
+        """Instead of ``observe_user`` when the user's turn failed (a model server fault, ``BackendError``).
+
+        The episode ends as truncated with ``info["end_reason"] == "user_error"`` and the cause in
+        ``info["error"]``. After a failed ``reset`` the episode is over at once (like a user who ends the
+        chat before it begins): ``obs`` is the empty chat and the env needs another ``reset``.
+        """
+        state = self._state
+        state.done, state.end_reason, state.error = True, "user_error", f"{type(error).__name__}: {error}"
+        self._last_user = (UserTurn(text="", meta={"error": state.error}), [])
+
     def step_result(self):
         """Third part of ``step``: the (obs, reward, terminated, truncated, info) tuple."""
         state = self._state
@@ -270,7 +297,7 @@ class UserLMMathEnv(gym.Env[list, str]):
             any_attempt=state.any_attempt,
         )
         reward = self.reward_config.weighted(components)
-        truncated = state.end_reason == "max_turns"
+        truncated = state.end_reason in ("max_turns", "user_error")
         terminated = state.done and not truncated
         info = self._info(judgement=judgement, components=components)
         info["reply_truncated"] = truncated_reply
@@ -284,7 +311,8 @@ class UserLMMathEnv(gym.Env[list, str]):
         if turn.revealed is None:
             new = detect_revealed_shards(turn.text, state.task, state.revealed)
         else:
-            new = tuple(i for i in turn.revealed if i not in state.revealed)
+            valid = range(1, state.task.num_shards + 1)
+            new = tuple(i for i in dict.fromkeys(turn.revealed) if i in valid and i not in state.revealed)
         state.revealed.extend(new)
         state.user_turns += 1
         state.user_ended = bool(turn.ended)
@@ -298,7 +326,7 @@ class UserLMMathEnv(gym.Env[list, str]):
     def _info(self, judgement: Judgement | None, components: dict[str, float]) -> dict[str, Any]:
         state = self._state
         turn, new = self._last_user
-        return {
+        info = {
             "task_id": state.task.task_id,
             "turn": state.turn,
             "reward_components": components,
@@ -315,6 +343,9 @@ class UserLMMathEnv(gym.Env[list, str]):
             "end_reason": state.end_reason,
             "user_meta": dict(turn.meta),
         }
+        if state.error is not None:
+            info["error"] = state.error
+        return info
 
     def render(self) -> str | None:
         """Print (``human``) or return (``ansi``) the transcript."""
@@ -377,15 +408,21 @@ class UserLMMathVectorEnv(gym.vector.VectorEnv):
         if seed is not None:
             self._np_random, self._np_random_seed = gym.utils.seeding.np_random(seeds[0])
         requests = [env.begin_reset(seed=s, options=options) for env, s in zip(self.envs, seeds)]
-        for env, turn in zip(self.envs, self.user.respond_batch(requests)):
-            env.observe_user(turn)
+        try:
+            turns = self.user.respond_batch(requests)
+        except BackendError as err:  # every sub-env's episode ends at once; the next step resets them
+            for env in self.envs:
+                env.fail_user(err)
+        else:
+            for env, turn in zip(self.envs, turns):
+                env.observe_user(turn)
         infos: dict[str, Any] = {}
         observations = []
         for i, env in enumerate(self.envs):
             obs, info = env.reset_result()
             observations.append(obs)
             infos = self._add_info(infos, info, i)
-        self._autoreset[:] = False
+        self._autoreset = np.array([env._state.end_reason == "user_error" for env in self.envs], dtype=bool)
         return tuple(observations), infos
 
     def step(self, actions):
@@ -397,7 +434,13 @@ class UserLMMathVectorEnv(gym.vector.VectorEnv):
             request = env.begin_reset() if self._autoreset[i] else env.act(action)
             if request is not None:
                 pending.append((i, request))
-        turns = self.user.respond_batch([request for _, request in pending]) if pending else []
+        try:
+            turns = self.user.respond_batch([request for _, request in pending]) if pending else []
+        except BackendError as err:  # a failed batch ends every sub-env in it as truncated
+            for i, _ in pending:
+                self.envs[i].fail_user(err)
+            pending, turns = [], []
+        failed_resets = np.zeros(self.num_envs, dtype=bool)
         for (i, _), turn in zip(pending, turns):
             self.envs[i].observe_user(turn)
         observations, infos = [], {}
@@ -407,11 +450,12 @@ class UserLMMathVectorEnv(gym.vector.VectorEnv):
         for i, env in enumerate(self.envs):
             if self._autoreset[i]:
                 obs, info = env.reset_result()
+                failed_resets[i] = env._state.end_reason == "user_error"
             else:
                 obs, rewards[i], terminations[i], truncations[i], info = env.step_result()
             observations.append(obs)
             infos = self._add_info(infos, info, i)
-        self._autoreset = terminations | truncations
+        self._autoreset = terminations | truncations | failed_resets
         return tuple(observations), rewards, terminations, truncations, infos
 
     def close_extras(self, **kwargs: Any) -> None:

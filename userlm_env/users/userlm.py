@@ -111,11 +111,13 @@ class UserLMUser(UserSimulator):
         self.banned_first = self._first_token_ids(self.config.banned_first_words or ())
 
     def _first_token_ids(self, words: Sequence[str]) -> tuple[int, ...]:
+        """Ids of the banned opening words; a word that is not a single token (with or without a leading
+        space) is skipped, since banning its first sub-token would ban many other words too."""
         ids = set()
         for word in words:
             for variant in (word, " " + word):
                 encoded = self.backend.tokenizer.encode(variant, add_special_tokens=False)
-                if encoded:
+                if len(encoded) == 1:
                     ids.add(int(encoded[0]))
         return tuple(sorted(ids))
 
