@@ -10,7 +10,12 @@ spec                       assistant
 ``scripted:oracle``        asks until all shards are revealed, then gives the reference answer
 ``scripted:eager-oracle``  gives the reference answer at once
 ``scripted:shotgun``       reward hack: lists several candidates including the reference answer
+``http://HOST:PORT/v1``    an OpenAI-compatible server (vLLM, SGLang, llama.cpp), chat mode by default
 =========================  ==================================================================
+
+HTTP specs take options after ``?`` (see :mod:`userlm_env.backends.http_backend`), e.g.
+``http://127.0.0.1:8000/v1,http://127.0.0.1:8001/v1?model=Qwen/Qwen2.5-7B-Instruct&mode=chat``;
+``mode=completions&tokenizer=TOK`` renders the prompt client-side instead.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ import difflib
 from agents.base import Assistant
 from agents.scripted import SCRIPTED, AlwaysClarify, AnswerImmediately, EagerOracle, Shotgun, WaitThenOracle
 from agents.transformers_agent import DEFAULT_SAMPLING, TransformersAssistant
+from userlm_env.backends.http_backend import HTTPBackend, is_http_spec
 from userlm_env.backends.transformers_backend import SamplingParams, TransformersBackend
 
 
@@ -46,6 +52,9 @@ def make_assistant(
             hint = f" Did you mean 'scripted:{close[0]}'?" if close else ""
             raise ValueError(f"unknown scripted assistant {spec!r}.{hint} Choices: {['scripted:' + n for n in SCRIPTED]}")
         return SCRIPTED[name]()
+    if is_http_spec(spec):
+        backend = HTTPBackend.from_spec(spec)
+        return TransformersAssistant(backend, system_prompt=system_prompt, sampling=sampling, name=spec)
     model = name if kind == "hf" else spec
     backend = TransformersBackend.from_spec(model, device=device, dtype=dtype)
     return TransformersAssistant(backend, system_prompt=system_prompt, sampling=sampling, name=spec)

@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
-# Set up (scripts/setup.sh) and run the whole test suite, slow end-to-end tests included.
+# Set up (scripts/setup.sh, scripts/install_llama_server.sh) and run the whole test suite, slow
+# end-to-end tests included (real SmolLM2 episodes, a real llama.cpp server).
 # Extra arguments go to pytest (e.g. -m "not slow" for the fast tests only).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
+# The real OpenAI-compatible server the HTTP backend tests run against (compiled once, ~5 min).
+bash scripts/install_llama_server.sh
 .venv/bin/python -m pytest -q "$@"

@@ -1,5 +1,7 @@
 """Model backends: where user simulators and assistants get their text from."""
 
+from userlm_env.backends.errors import BackendError, ServerResponseError, ServerUnavailableError
+from userlm_env.backends.http_backend import HTTPBackend, is_http_spec
 from userlm_env.backends.models import BUNDLED_SMOLLM2, LoadedModel, ModelLoadError, load_model
 from userlm_env.backends.transformers_backend import (
     Generation,
@@ -11,6 +13,11 @@ from userlm_env.backends.transformers_backend import (
 
 __all__ = [
     "BUNDLED_SMOLLM2",
+    "BackendError",
+    "HTTPBackend",
+    "ServerResponseError",
+    "ServerUnavailableError",
+    "is_http_spec",
     "Generation",
     "GenerationRequest",
     "LoadedModel",

@@ -10,7 +10,12 @@ spec                             user
 ``human``                        a person at the terminal (:class:`HumanUser`)
 ===============================  ==========================================================
 
-``MODEL`` is a hub id, a local directory, a ``.gguf`` file, or ``smollm2-135m`` (bundled offline).
+``MODEL`` is a hub id, a local directory, a ``.gguf`` file, or ``smollm2-135m`` (bundled offline),
+or OpenAI-compatible server(s) (vLLM, SGLang, llama.cpp; see :mod:`userlm_env.backends.http_backend`):
+``http://HOST:PORT/v1[,http://HOST2:PORT2/v1][?tokenizer=TOK&model=NAME&mode=completions|chat]``, e.g.
+``userlm:http://127.0.0.1:8000/v1?tokenizer=microsoft/UserLM-8b`` (UserLM needs completions mode,
+i.e. a tokenizer: the prompt is rendered client-side so that it opens a *user* turn) or
+``prompted:http://127.0.0.1:8000/v1?mode=chat``.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ from __future__ import annotations
 import difflib
 from pathlib import Path
 
+from userlm_env.backends.http_backend import HTTPBackend, is_http_spec
 from userlm_env.backends.models import OFFLINE_HINT, ModelLoadError
 from userlm_env.backends.transformers_backend import TransformersBackend
 from userlm_env.users.base import UserRequest, UserSimulator, UserTurn
@@ -29,12 +35,15 @@ from userlm_env.users.userlm import DEFAULT_USERLM, UserLMConfig, UserLMUser, ta
 USER_KINDS = ("userlm", "prompted", "replay", "human")
 USER_SPEC_HELP = (
     "valid user specs: 'microsoft/UserLM-8b' (default), 'userlm:MODEL', 'prompted:MODEL', 'replay', "
-    "'replay:plain', 'human', or a UserSimulator object; MODEL = hub id, local dir, .gguf file or 'smollm2-135m'"
+    "'replay:plain', 'human', or a UserSimulator object; MODEL = hub id, local dir, .gguf file, 'smollm2-135m' "
+    "or http://HOST:PORT/v1?tokenizer=... (OpenAI-compatible server)"
 )
 
 
-def _backend(model: str, spec: str, device: str | None, dtype: str) -> TransformersBackend:
+def _backend(model: str, spec: str, device: str | None, dtype: str) -> TransformersBackend | HTTPBackend:
     try:
+        if is_http_spec(model):
+            return HTTPBackend.from_spec(model)
         return TransformersBackend.from_spec(model, device=device, dtype=dtype)
     except ModelLoadError as err:
         raise ModelLoadError(f"user={spec!r}: {err}" + ("" if OFFLINE_HINT in str(err) else f"\n{OFFLINE_HINT}")) from err
@@ -71,6 +80,11 @@ def make_user(
         return HumanUser()
     if kind in ("userlm", "prompted") and model:
         backend = _backend(model, spec, device, dtype)
+        if kind == "userlm" and getattr(backend, "mode", None) == "chat":
+            raise ValueError(
+                f"user={spec!r}: a UserLM over HTTP needs completions mode (a chat endpoint opens an assistant "
+                "turn); add ?tokenizer=TOKENIZER (e.g. microsoft/UserLM-8b) and drop mode=chat"
+            )
         if kind == "userlm":
             return UserLMUser(backend, config if isinstance(config, UserLMConfig) else None, name=spec)
         return PromptedUser(backend, config if isinstance(config, PromptedUserConfig) else None, name=spec)
