@@ -10,6 +10,8 @@ reproduces N single envs with the same seeds. The processor also bans tokens per
 
 from __future__ import annotations
 
+import warnings
+from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -124,11 +126,71 @@ class TransformersBackend:
     Args:
         loaded: the model and tokenizer (see :func:`userlm_env.backends.models.load_model`).
         max_batch_size: requests per ``generate`` call; larger batches are split.
+        prefix_cache: opt-in KV-cache reuse. The backend keeps the ``DynamicCache`` of the last
+            ``prefix_cache_size`` single-request generations (keyed by the tokens they cover: prompt
+            plus generated tokens). A later *single-request* call whose prompt shares a prefix with
+            one of them takes that cache out, crops it to the shared prefix and starts ``generate``
+            from it, so only the new suffix is prefilled (a user turn at turn k re-encodes only what
+            was added since turn k-1); the new generation's cache replaces the entry, so there is
+            one entry per live conversation (memory: one KV cache of a whole conversation each).
+            Batched calls (several requests) are left-padded and never use or fill the cache.
+            Outputs equal those without reuse up to float rounding of the attention over a cached
+            prefix vs a full prefill (tests check token equality, greedy and seeded sampling).
+        prefix_cache_size: cached conversations kept (least recently used dropped first).
+        min_prefix_tokens: shortest shared prefix worth reusing.
+
+    ``stats``: ``calls``; ``prompt_tokens`` (prompt tokens of all requests, padding excluded);
+    ``prefill_tokens`` (prompt tokens actually run through the model: ``prompt_tokens`` minus the
+    ones taken from the prefix cache); ``cached_tokens``; ``cache_hits``; ``generated_tokens``.
     """
 
     loaded: LoadedModel
     max_batch_size: int = 32
-    stats: dict[str, int] = field(default_factory=lambda: {"calls": 0, "prompt_tokens": 0, "generated_tokens": 0})
+    stats: dict[str, int] = field(
+        default_factory=lambda: {
+            "calls": 0,
+            "prompt_tokens": 0,
+            "prefill_tokens": 0,
+            "cached_tokens": 0,
+            "cache_hits": 0,
+            "generated_tokens": 0,
+        }
+    )
+    prefix_cache: bool = False
+    prefix_cache_size: int = 16
+    min_prefix_tokens: int = 1
+    _caches: OrderedDict = field(default_factory=OrderedDict, init=False, repr=False)
+    # Not thread-safe: one backend must not run generate from several threads when prefix_cache is on.
+
+    def clear_prefix_cache(self) -> None:
+        """Drop every cached prefix."""
+        self._caches.clear()
+
+    def _cached_prefix(self, prompt: tuple[int, ...]):
+        """``(length, cache cropped to length)`` of the longest cached prefix of ``prompt``, or (0, None)."""
+        best_len, best_key = 0, None
+        for key in self._caches:
+            limit = min(len(key), len(prompt) - 1)  # keep >= 1 prompt token to prefill (its logits start decoding)
+            n = 0
+            while n < limit and key[n] == prompt[n]:
+                n += 1
+            if n > best_len:
+                best_len, best_key = n, key
+        if best_key is None or best_len < self.min_prefix_tokens:
+            return 0, None
+        # The new generation's cache will cover this whole prefix: drop the old entry (one entry per
+        # live conversation) and take its cache as is, cropped, instead of copying it.
+        cache = self._caches.pop(best_key)
+        surplus = cache.get_seq_length() - best_len
+        if surplus > 0:
+            cache.crop(-surplus)  # negative: tokens to drop (the form every transformers version accepts)
+        return best_len, cache
+
+    def _store_prefix(self, ids: tuple[int, ...], cache) -> None:
+        self._caches[ids] = cache
+        self._caches.move_to_end(ids)
+        while len(self._caches) > self.prefix_cache_size:
+            self._caches.popitem(last=False)
 
     @classmethod
     def from_spec(cls, spec: str, *, dtype: str = "auto", device: str | None = None, **kwargs) -> TransformersBackend:
@@ -178,21 +240,38 @@ class TransformersBackend:
             input_ids[row, width - len(request.prompt_ids) :] = torch.tensor(request.prompt_ids)
             attention_mask[row, width - len(request.prompt_ids) :] = 1
         stops = [int(s) for s in stop_token_ids]
+        reuse = self.prefix_cache and len(requests) == 1
         config = GenerationConfig(
             max_new_tokens=params.max_new_tokens,
             do_sample=False,
             eos_token_id=stops or None,
             pad_token_id=pad_id,
+            **({"return_dict_in_generate": True} if reuse else {}),
         )
-        output = model.generate(
-            input_ids=input_ids.to(model.device),
-            attention_mask=attention_mask.to(model.device),
-            generation_config=config,
-            logits_processor=LogitsProcessorList([SeededSampler(requests, width, params)]),
-        )
+        cached_len, past = self._cached_prefix(requests[0].prompt_ids) if reuse else (0, None)
+        with warnings.catch_warnings():
+            # transformers 5 renames generate's `past_key_values` to `cache`; the old name works until 6.0
+            warnings.filterwarnings("ignore", message=".*past_key_values.*", category=FutureWarning)
+            output = model.generate(
+                input_ids=input_ids.to(model.device),
+                attention_mask=attention_mask.to(model.device),
+                generation_config=config,
+                logits_processor=LogitsProcessorList([SeededSampler(requests, width, params)]),
+                **({"past_key_values": past} if past is not None else {}),
+            )
+        if reuse:
+            cache = getattr(output, "cache", None)  # transformers >= 5 names it `cache`
+            cache = getattr(output, "past_key_values", None) if cache is None else cache
+            output = output.sequences
+            if cache is not None:
+                covered = cache.get_seq_length()  # prompt + generated tokens but the last one
+                self._store_prefix(tuple(output[0, :covered].tolist()), cache)
         new_tokens = output[:, width:].tolist()
         self.stats["calls"] += 1
         self.stats["prompt_tokens"] += int(attention_mask.sum())
+        self.stats["prefill_tokens"] += int(attention_mask.sum()) - cached_len
+        self.stats["cached_tokens"] += cached_len
+        self.stats["cache_hits"] += int(cached_len > 0)
         generations = []
         for tokens in new_tokens:
             stop = None
