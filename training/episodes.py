@@ -43,6 +43,9 @@ class EpisodeTokens:
         turns: assistant replies made.
         transcript: the final conversation.
         truncated_by_length: the episode was cut because the completion reached ``max_completion_tokens``.
+        step_rewards: the env's reward of each step (one per assistant reply; they sum to ``reward``).
+        reply_ends: for each reply, the index in ``completion_ids`` of its last policy token
+            (``env_mask`` 1): where a token-level learner (PPO) places that step's reward.
     """
 
     prompt_ids: list[int]
@@ -55,6 +58,8 @@ class EpisodeTokens:
     turns: int = 0
     transcript: list[dict[str, str]] = field(default_factory=list)
     truncated_by_length: bool = False
+    step_rewards: list[float] = field(default_factory=list)
+    reply_ends: list[int] = field(default_factory=list)
 
 
 def render_ids(tokenizer, messages: Sequence[dict[str, str]], *, open_turn: bool) -> list[int]:
@@ -165,6 +170,7 @@ def collect_episodes(
         for i, (ids, logps) in zip(active, sampled):
             episode = episodes[i]
             mask = [1] * len(ids)
+            episode.reply_ends.append(len(episode.completion_ids) + len(ids) - 1)  # last token the policy wrote
             if not ids or ids[-1] != stop_id:  # a reply cut by max_new_tokens: the env closes the turn
                 ids, logps, mask = ids + [stop_id], logps + [0.0], mask + [0]
             reply = tokenizer.decode(ids, skip_special_tokens=True).strip()
@@ -175,6 +181,7 @@ def collect_episodes(
             before = head + observations[i] + [{"role": "assistant", "content": reply}]
             obs, reward, terminated, truncated, info = envs[i].step(reply)
             episode.reward += reward
+            episode.step_rewards.append(float(reward))
             episode.turns += 1
             for name, value in info["reward_components"].items():
                 episode.components[name] = episode.components.get(name, 0.0) + value
