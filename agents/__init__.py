@@ -50,7 +50,9 @@ def make_assistant(
         if name not in SCRIPTED:
             close = difflib.get_close_matches(name, SCRIPTED, n=1)
             hint = f" Did you mean 'scripted:{close[0]}'?" if close else ""
-            raise ValueError(f"unknown scripted assistant {spec!r}.{hint} Choices: {['scripted:' + n for n in SCRIPTED]}")
+            raise ValueError(
+                f"unknown scripted assistant {spec!r}.{hint} Choices: {['scripted:' + n for n in SCRIPTED]}"
+            )
         return SCRIPTED[name]()
     if is_http_spec(spec):
         backend = HTTPBackend.from_spec(spec)

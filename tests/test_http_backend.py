@@ -9,7 +9,6 @@ with ``scripts/install_llama_server.sh``).
 from __future__ import annotations
 
 import importlib.util
-
 import json
 import pickle
 import socket

@@ -1,0 +1,1 @@
+"""Training assistant policies in the userlm_env environments (GRPO, PPO, reward ablations)."""

@@ -73,7 +73,9 @@ def render_text(tokenizer, messages: Sequence[dict[str, str]], *, open_turn: boo
     return tokenizer.apply_chat_template(list(messages), tokenize=False, add_generation_prompt=open_turn)
 
 
-def env_turn_ids(tokenizer, before: Sequence[dict[str, str]], after: Sequence[dict[str, str]], end_of_reply: str) -> list[int]:
+def env_turn_ids(
+    tokenizer, before: Sequence[dict[str, str]], after: Sequence[dict[str, str]], end_of_reply: str
+) -> list[int]:
     """Tokens the environment adds after the policy's reply: the rendering of ``after`` beyond ``before``.
 
     ``before`` ends with the assistant's reply; the text after that reply's ``end_of_reply`` token
@@ -84,7 +86,9 @@ def env_turn_ids(tokenizer, before: Sequence[dict[str, str]], after: Sequence[di
     prefix = render_text(tokenizer, before, open_turn=False)
     cut = prefix.rfind(end_of_reply)
     if cut < 0 or not full.startswith(prefix[: cut + len(end_of_reply)]):
-        raise ValueError("the chat template does not render the conversation as a growing prefix; cannot split env tokens")
+        raise ValueError(
+            "the chat template does not render the conversation as a growing prefix; cannot split env tokens"
+        )
     return tokenizer.encode(full[cut + len(end_of_reply) :], add_special_tokens=False)
 
 
@@ -102,8 +106,12 @@ def _sample(model, tokenizer, sequences: list[list[int]], seeds: list[int], para
         attention[row, width - len(seq) :] = 1
     requests = [GenerationRequest(tuple(s), seed=seed) for s, seed in zip(sequences, seeds)]
     config = GenerationConfig(
-        max_new_tokens=params.max_new_tokens, do_sample=False, eos_token_id=stop_id, pad_token_id=pad,
-        output_logits=True, return_dict_in_generate=True,
+        max_new_tokens=params.max_new_tokens,
+        do_sample=False,
+        eos_token_id=stop_id,
+        pad_token_id=pad,
+        output_logits=True,
+        return_dict_in_generate=True,
     )
     out = model.generate(
         input_ids=input_ids.to(model.device),
@@ -163,8 +171,12 @@ def collect_episodes(
     turn = 0
     while active:
         sampled = _sample(
-            model, tokenizer, [views[i] for i in active],
-            [(int(policy_seeds[i]) * 1_000_003 + turn) % (2**31 - 1) for i in active], sampling, stop_id,
+            model,
+            tokenizer,
+            [views[i] for i in active],
+            [(int(policy_seeds[i]) * 1_000_003 + turn) % (2**31 - 1) for i in active],
+            sampling,
+            stop_id,
         )
         still = []
         for i, (ids, logps) in zip(active, sampled):

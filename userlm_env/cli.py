@@ -17,7 +17,9 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, help="Train and evaluate assistants against simulated users.")
+app = typer.Typer(
+    add_completion=False, no_args_is_help=True, help="Train and evaluate assistants against simulated users."
+)
 console = Console()
 DEFAULT_SYSTEM_PROMPT = (
     "You are a helpful math assistant. The user may give the problem in pieces; ask for what is missing. "
@@ -32,10 +34,16 @@ def main() -> None:
 
 @app.command()
 def rollout(
-    assistant: str = typer.Option("smollm2-135m", help="assistant: a model (hub id, dir, .gguf, smollm2-135m) or scripted:NAME"),
-    user: str = typer.Option("prompted:smollm2-135m", help="user spec: microsoft/UserLM-8b, userlm:MODEL, prompted:MODEL, replay, human"),
+    assistant: str = typer.Option(
+        "smollm2-135m", help="assistant: a model (hub id, dir, .gguf, smollm2-135m) or scripted:NAME"
+    ),
+    user: str = typer.Option(
+        "prompted:smollm2-135m", help="user spec: microsoft/UserLM-8b, userlm:MODEL, prompted:MODEL, replay, human"
+    ),
     tasks: str = typer.Option("procedural", help="task spec: procedural, gsm8k, gsm8k:PATH, lic:PATH"),
-    reward: str = typer.Option("lic", help="reward preset (lic, shaped, efficient), optionally with overrides: shaped:turn=-0.05"),
+    reward: str = typer.Option(
+        "lic", help="reward preset (lic, shaped, efficient), optionally with overrides: shaped:turn=-0.05"
+    ),
     episodes: int = typer.Option(3, min=1, help="number of episodes (seeds seed..seed+episodes-1)"),
     seed: int = typer.Option(0, help="first episode seed"),
     max_turns: int = typer.Option(6, min=1, help="assistant replies before truncation"),
@@ -50,9 +58,9 @@ def rollout(
 ) -> None:
     """Run episodes, print a results table, append each episode to a JSONL log."""
     from agents import make_assistant
+    from userlm_env.backends.models import ModelLoadError
     from userlm_env.backends.transformers_backend import SamplingParams
     from userlm_env.envs.math_env import UserLMMathEnv
-    from userlm_env.backends.models import ModelLoadError
     from userlm_env.episode_log import EpisodeLog
     from userlm_env.rewards import RewardConfig
     from userlm_env.rollout import run_episodes, summarize
@@ -60,14 +68,18 @@ def rollout(
     from userlm_env.users import make_user
 
     if out.exists() and out.stat().st_size > 0 and not (resume or overwrite):
-        raise typer.BadParameter(f"{out} already holds episodes: pass --resume to continue it or --overwrite", param_hint="--out")
+        raise typer.BadParameter(
+            f"{out} already holds episodes: pass --resume to continue it or --overwrite", param_hint="--out"
+        )
     started = time.perf_counter()
     try:
         with console.status("loading models..."):
             RewardConfig.from_spec(reward)
             task_source = make_task_source(tasks)
             agent = make_assistant(
-                assistant, device=device, system_prompt=system_prompt or None,
+                assistant,
+                device=device,
+                system_prompt=system_prompt or None,
                 sampling=SamplingParams(max_new_tokens=max_new_tokens, temperature=0.7, top_p=0.9),
             )
             user_sim = make_user(user, device=device)
@@ -87,12 +99,25 @@ def rollout(
         return UserLMMathEnv(user=user_sim, tasks=task_source, reward=reward, max_turns=max_turns)
 
     meta = {"assistant": assistant, "user": user, "tasks": tasks, "reward": reward, "max_turns": max_turns}
-    columns = (TextColumn("[bold]rollout"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), TimeRemainingColumn())
+    columns = (
+        TextColumn("[bold]rollout"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+    )
     started = time.perf_counter()
     with Progress(*columns, console=console) as progress:
         bar = progress.add_task("episodes", total=len(todo))
-        run_episodes(make_env, agent, seeds, batch_size=batch_size, log=log, meta=meta,
-                     on_episode=lambda record: progress.advance(bar))
+        run_episodes(
+            make_env,
+            agent,
+            seeds,
+            batch_size=batch_size,
+            log=log,
+            meta=meta,
+            on_episode=lambda record: progress.advance(bar),
+        )
     wall = time.perf_counter() - started
     wanted = set(seeds)
     records = sorted((r for r in log.records if r.get("seed") in wanted), key=lambda r: r["seed"])
@@ -106,7 +131,9 @@ def rollout(
 
 
 def _print_summary(summary: dict, meta: dict, wall: float, ran: int, load_seconds: float) -> None:
-    table = Table(title=f"assistant={meta['assistant']}  user={meta['user']}  tasks={meta['tasks']}  reward={meta['reward']}")
+    table = Table(
+        title=f"assistant={meta['assistant']}  user={meta['user']}  tasks={meta['tasks']}  reward={meta['reward']}"
+    )
     table.add_column("metric")
     table.add_column("value", justify="right")
     rows = [
@@ -127,7 +154,9 @@ def _print_summary(summary: dict, meta: dict, wall: float, ran: int, load_second
 
 
 def _print_transcript(record: dict) -> None:
-    console.rule(f"episode seed={record['seed']} task={record['task_id']} score={record['score']:g} end={record['end_reason']}")
+    console.rule(
+        f"episode seed={record['seed']} task={record['task_id']} score={record['score']:g} end={record['end_reason']}"
+    )
     for message in record["transcript"]:
         style = "cyan" if message["role"] == "user" else "green"
         console.print(f"[{style}]{message['role']:>9}[/]: {message['content']}", markup=True, highlight=False)

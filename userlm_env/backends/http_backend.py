@@ -75,7 +75,7 @@ from urllib.parse import parse_qsl, urlsplit
 
 from userlm_env.backends.errors import BackendError, ServerResponseError, ServerUnavailableError  # noqa: F401
 from userlm_env.backends.models import BUNDLED_SMOLLM2, ModelLoadError, bundled_smollm2_gguf, cache_dir
-from userlm_env.backends.transformers_backend import Generation, GenerationRequest, SamplingParams
+from userlm_env.backends.transformers_backend import Generation, GenerationRequest, SamplingParams, chat_completer
 
 MODES = ("completions", "chat")
 POLICIES = ("least_busy", "round_robin")
@@ -382,16 +382,8 @@ class HTTPBackend:
         return [f.result() for f in futures]
 
     def chat_completer(self, params: SamplingParams | None = None, seed: int = 0):
-        """A ``complete(prompts) -> texts`` callable: each prompt is sent as one user message."""
-        params = params or SamplingParams(max_new_tokens=64, temperature=0.0)
-        eos = self.tokenizer.eos_token_id
-        stops = [eos] if isinstance(eos, int) else list(eos or [])
-
-        def complete(prompts: Sequence[str]) -> list[str]:
-            requests = [GenerationRequest(self.render([{"role": "user", "content": p}]), seed=seed) for p in prompts]
-            return [g.text for g in self.generate(requests, params, stops)]
-
-        return complete
+        """A ``complete(prompts) -> texts`` callable on this backend (see ``transformers_backend.chat_completer``)."""
+        return chat_completer(self, params, seed)
 
     def close(self) -> None:
         """Stop the worker threads (connections close with them)."""

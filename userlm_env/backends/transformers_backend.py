@@ -93,6 +93,7 @@ class SeededSampler(LogitsProcessor):
         self.banned = [list(r.banned_token_ids) for r in requests]
 
     def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
+        """Ban tokens, then replace each row's scores by a one-hot of its seeded sample."""
         scores = scores.float().clone()
         first_step = input_ids.shape[1] == self.prompt_length
         for row, (banned, banned_first) in enumerate(zip(self.banned, self.banned_first)):
@@ -287,16 +288,22 @@ class TransformersBackend:
         return generations
 
     def chat_completer(self, params: SamplingParams | None = None, seed: int = 0):
-        """A ``complete(prompts) -> texts`` callable: each prompt is sent as one user message.
+        """A ``complete(prompts) -> texts`` callable on this backend (see :func:`chat_completer`)."""
+        return chat_completer(self, params, seed)
 
-        Lets components that only need text in, text out (the LLM judge) run on this backend.
-        """
-        params = params or SamplingParams(max_new_tokens=64, temperature=0.0)
-        eos = self.tokenizer.eos_token_id
-        stops = [eos] if isinstance(eos, int) else list(eos or [])
 
-        def complete(prompts: Sequence[str]) -> list[str]:
-            requests = [GenerationRequest(self.render([{"role": "user", "content": p}]), seed=seed) for p in prompts]
-            return [g.text for g in self.generate(requests, params, stops)]
+def chat_completer(backend, params: SamplingParams | None = None, seed: int = 0):
+    """A ``complete(prompts) -> texts`` callable: each prompt is sent to ``backend`` as one user message.
 
-        return complete
+    Lets components that only need text in, text out (the LLM judge) run on any backend with
+    ``tokenizer``, ``render`` and ``generate`` (local or HTTP). Greedy, 64 tokens unless ``params`` says otherwise.
+    """
+    params = params or SamplingParams(max_new_tokens=64, temperature=0.0)
+    eos = backend.tokenizer.eos_token_id
+    stops = [eos] if isinstance(eos, int) else list(eos or [])
+
+    def complete(prompts: Sequence[str]) -> list[str]:
+        requests = [GenerationRequest(backend.render([{"role": "user", "content": p}]), seed=seed) for p in prompts]
+        return [g.text for g in backend.generate(requests, params, stops)]
+
+    return complete

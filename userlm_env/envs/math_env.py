@@ -247,7 +247,9 @@ class UserLMMathEnv(gym.Env[list, str]):
         if state.done:
             raise ResetNeeded(f"The episode has ended ({state.end_reason}); call env.reset() before step().")
         if not isinstance(action, str):
-            raise TypeError(f"the action must be the assistant's reply as a str, got {type(action).__name__}: {action!r:.80}")
+            raise TypeError(
+                f"the action must be the assistant's reply as a str, got {type(action).__name__}: {action!r:.80}"
+            )
         truncated_reply = len(action) > self.max_reply_chars
         reply = action[: self.max_reply_chars]
         shards_hidden = not state.all_revealed
@@ -402,7 +404,9 @@ class UserLMMathVectorEnv(gym.vector.VectorEnv):
 
     def reset(self, *, seed: int | list[int | None] | None = None, options: dict[str, Any] | None = None):
         """Reset every sub-env (opening user turns in one batched call)."""
-        seeds = [None if seed is None else seed + i for i in range(self.num_envs)] if not isinstance(seed, list) else seed
+        seeds = (
+            [None if seed is None else seed + i for i in range(self.num_envs)] if not isinstance(seed, list) else seed
+        )
         if len(seeds) != self.num_envs:
             raise ValueError(f"reset got {len(seeds)} seeds for {self.num_envs} sub-envs")
         if seed is not None:

@@ -46,7 +46,9 @@ def _backend(model: str, spec: str, device: str | None, dtype: str) -> Transform
             return HTTPBackend.from_spec(model)
         return TransformersBackend.from_spec(model, device=device, dtype=dtype)
     except ModelLoadError as err:
-        raise ModelLoadError(f"user={spec!r}: {err}" + ("" if OFFLINE_HINT in str(err) else f"\n{OFFLINE_HINT}")) from err
+        raise ModelLoadError(
+            f"user={spec!r}: {err}" + ("" if OFFLINE_HINT in str(err) else f"\n{OFFLINE_HINT}")
+        ) from err
 
 
 def make_user(

@@ -117,7 +117,9 @@ class PromptedUser(UserSimulator):
         pending: list[int] = []
         for index, request in enumerate(requests):
             if request.next_shard_id is None:
-                results[index] = UserTurn(text=ALL_REVEALED_MESSAGES[request.seed % len(ALL_REVEALED_MESSAGES)], revealed=())
+                results[index] = UserTurn(
+                    text=ALL_REVEALED_MESSAGES[request.seed % len(ALL_REVEALED_MESSAGES)], revealed=()
+                )
             else:
                 pending.append(index)
         rejections: dict[int, list[str]] = {i: [] for i in pending}

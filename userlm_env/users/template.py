@@ -62,5 +62,5 @@ def has_userlm_template(tokenizer) -> bool:
         text = tokenizer.apply_chat_template(probe, tokenize=False, add_generation_prompt=True)
     except Exception:  # a template that cannot render this probe is not a UserLM template
         return False
-    tail = text[text.rfind(START_HEADER):] if START_HEADER in text else ""
+    tail = text[text.rfind(START_HEADER) :] if START_HEADER in text else ""
     return tail.startswith(f"{START_HEADER}user{END_HEADER}")

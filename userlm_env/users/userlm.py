@@ -25,7 +25,13 @@ from dataclasses import dataclass
 from userlm_env.backends.transformers_backend import Generation, GenerationRequest, SamplingParams, TransformersBackend
 from userlm_env.tasks.task import ShardedTask
 from userlm_env.users.base import UserRequest, UserSimulator, UserTurn
-from userlm_env.users.template import DEFAULT_SEPARATOR, END_CONVERSATION, END_OF_TURN, has_userlm_template, userlm_chat_template
+from userlm_env.users.template import (
+    DEFAULT_SEPARATOR,
+    END_CONVERSATION,
+    END_OF_TURN,
+    has_userlm_template,
+    userlm_chat_template,
+)
 
 DEFAULT_USERLM = "microsoft/UserLM-8b"
 INTENT_TEMPLATE = (
@@ -111,8 +117,11 @@ class UserLMUser(UserSimulator):
         self.banned_first = self._first_token_ids(self.config.banned_first_words or ())
 
     def _first_token_ids(self, words: Sequence[str]) -> tuple[int, ...]:
-        """Ids of the banned opening words; a word that is not a single token (with or without a leading
-        space) is skipped, since banning its first sub-token would ban many other words too."""
+        """Ids of the banned opening words.
+
+        A word that is not a single token (with or without a leading space) is skipped, since banning
+        its first sub-token would ban many other words too.
+        """
         ids = set()
         for word in words:
             for variant in (word, " " + word):
@@ -159,10 +168,18 @@ class UserLMUser(UserSimulator):
         for attempt in range(self.config.max_resamples + 1):
             batch = []
             for i in pending:
-                banned = () if requests[i].turn >= self.config.min_turns_before_end or self.end_id is None else (self.end_id,)
+                banned = (
+                    ()
+                    if requests[i].turn >= self.config.min_turns_before_end or self.end_id is None
+                    else (self.end_id,)
+                )
                 batch.append(
-                    GenerationRequest(prompts[i], seed=requests[i].seed * 7919 + attempt,
-                                      banned_first_token_ids=self.banned_first, banned_token_ids=banned)
+                    GenerationRequest(
+                        prompts[i],
+                        seed=requests[i].seed * 7919 + attempt,
+                        banned_first_token_ids=self.banned_first,
+                        banned_token_ids=banned,
+                    )
                 )
             generations = self.backend.generate(batch, self.config.sampling, stops)
             still = []
