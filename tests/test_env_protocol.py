@@ -12,6 +12,7 @@ from pathlib import Path
 
 import gymnasium as gym
 import pytest
+from conftest import EGGS_TASK
 from gymnasium.error import ResetNeeded
 
 import userlm_env
@@ -20,7 +21,6 @@ from userlm_env import UserLMMathEnv
 from userlm_env.backends import ModelLoadError
 from userlm_env.rewards import COMPONENTS
 from userlm_env.shard_detection import numbers_in
-from userlm_env.tasks import Shard, ShardedTask
 from userlm_env.users import UserSimulator, UserTurn
 from userlm_env.users.replay import ALL_REVEALED_MESSAGES
 
@@ -37,16 +37,6 @@ REQUIRED_INFO_KEYS = {
     "user_ended",
 }
 FAMILIES = ["procedural", "lic", "gsm8k"]
-EGGS_TASK = ShardedTask(
-    task_id="toy/eggs",
-    instruction="Janet has 16 eggs. She eats 3 eggs for breakfast. How many eggs are left?",
-    shards=(
-        Shard(1, "How many eggs are left?"),
-        Shard(2, "Janet has 16 eggs."),
-        Shard(3, "She eats 3 eggs for breakfast."),
-    ),
-    answer="13",
-)
 
 
 def make(tasks="procedural", **kwargs):
