@@ -17,14 +17,12 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
+from userlm_env.evaluation.runner import DEFAULT_SYSTEM_PROMPT
+
 app = typer.Typer(
     add_completion=False, no_args_is_help=True, help="Train and evaluate assistants against simulated users."
 )
 console = Console()
-DEFAULT_SYSTEM_PROMPT = (
-    "You are a helpful math assistant. The user may give the problem in pieces; ask for what is missing. "
-    "When you can solve it, end with: The answer is <number>."
-)
 
 
 @app.callback()
@@ -128,6 +126,140 @@ def rollout(
     console.print(f"episodes appended to [bold]{log.path}[/] ({len(log.records)} in the file)")
     if summary.get("errors"):
         console.print(f"[red]{summary['errors']} episode(s) failed; their tracebacks are in the log's 'error' field[/]")
+
+
+@app.command()
+def evaluate(
+    assistant: list[str] = typer.Option(["smollm2-135m"], help="assistant spec (repeat the option for several)"),
+    user: list[str] = typer.Option(
+        ["replay", "prompted:smollm2-135m"], help="user spec for the SHARDED setting (repeat for several)"
+    ),
+    setting: list[str] = typer.Option(["FULL", "CONCAT", "SHARDED"], help="FULL, CONCAT and/or SHARDED"),
+    tasks: str = typer.Option("procedural", help="task spec: procedural, gsm8k, gsm8k:PATH, lic:PATH"),
+    num_tasks: int = typer.Option(5, min=1, help="tasks drawn from the source (seeded)"),
+    runs_per_task: int = typer.Option(10, min=1, help="simulations per task and setting (LiC: 10)"),
+    seed: int = typer.Option(0, help="seed of the task draw and of every episode"),
+    max_turns: int = typer.Option(8, min=1, help="assistant replies per SHARDED episode"),
+    batch_size: int = typer.Option(8, min=1, help="episodes stepped together (batched model calls)"),
+    max_new_tokens: int = typer.Option(160, min=1, help="assistant reply length limit in tokens"),
+    temperature: float = typer.Option(0.7, min=0.0, help="assistant sampling temperature (0 = greedy)"),
+    system_prompt: str = typer.Option(DEFAULT_SYSTEM_PROMPT, help="system prompt for model assistants ('' for none)"),
+    human_reference: int = typer.Option(
+        2000, min=0, help="ShareGPT conversations in the human reference row (0 = none)"
+    ),
+    probe: bool = typer.Option(True, help="after a correct answer, ask the user for one more turn (termination F1)"),
+    out: Path = typer.Option(Path("runs/eval"), help="output folder: episodes.jsonl, metrics.json, report.html"),
+    resume: bool = typer.Option(False, help="continue an interrupted evaluation in --out"),
+    overwrite: bool = typer.Option(False, help="start --out over"),
+    device: str = typer.Option(None, help="device for local models (default: cuda if available, else cpu)"),
+) -> None:
+    """Lost-in-Conversation evaluation: FULL / CONCAT / SHARDED x assistants x users, then reports."""
+    from userlm_env.backends.models import ModelLoadError
+    from userlm_env.evaluation.runner import EvalConfig, run_evaluation
+
+    log_path = out / "episodes.jsonl"
+    if log_path.exists() and log_path.stat().st_size > 0 and not (resume or overwrite):
+        raise typer.BadParameter(
+            f"{log_path} already holds episodes: pass --resume to continue it or --overwrite", param_hint="--out"
+        )
+    try:
+        config = EvalConfig(
+            assistants=list(assistant),
+            users=list(user),
+            settings=[s.upper() for s in setting],
+            tasks=tasks,
+            num_tasks=num_tasks,
+            runs_per_task=runs_per_task,
+            seed=seed,
+            max_turns=max_turns,
+            batch_size=batch_size,
+            max_new_tokens=max_new_tokens,
+            temperature=temperature,
+            system_prompt=system_prompt,
+            device=device,
+            termination_probe=probe,
+        )
+    except ValueError as err:
+        raise typer.BadParameter(str(err)) from err
+    columns = (TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+               TimeRemainingColumn())  # fmt: skip
+    with Progress(*columns, console=console) as progress:
+        bars: dict = {}
+
+        def on_run_start(run, todo: int) -> None:
+            bars["current"] = progress.add_task(f"{run.assistant} | {run.label}", total=todo)
+
+        try:
+            result = run_evaluation(
+                config,
+                out,
+                resume=resume,
+                overwrite=overwrite,
+                on_run_start=on_run_start,
+                on_episode=lambda record: progress.advance(bars["current"]),
+            )
+        except (ValueError, ModelLoadError, OSError) as err:
+            console.print(f"[red]error:[/] {err}")
+            raise typer.Exit(code=2) from err
+    if result.resumed_episodes:
+        console.print(f"resumed: {result.resumed_episodes} episode(s) were already in {result.log_path}")
+    _write_evaluation_reports(out, result.records, human_reference, seed)
+
+
+@app.command()
+def report(
+    out: Path = typer.Argument(..., help="an evaluation folder (holding episodes.jsonl)"),
+    human_reference: int = typer.Option(2000, min=0, help="ShareGPT conversations in the human reference row"),
+    seed: int = typer.Option(0, help="seed of the bootstrap and of the human sample"),
+) -> None:
+    """Recompute metrics and rewrite report.html / summary.md from an evaluation's episodes.jsonl."""
+    from userlm_env.episode_log import EpisodeLog
+
+    if not (out / "episodes.jsonl").exists():
+        raise typer.BadParameter(f"{out / 'episodes.jsonl'} not found", param_hint="OUT")
+    records = EpisodeLog(out / "episodes.jsonl", resume=True).records
+    _write_evaluation_reports(out, records, human_reference, seed)
+
+
+# columns of the report tables left out of the terminal print (they are in summary.md and report.html)
+TERMINAL_HIDDEN_COLUMNS = {"tasks", "A90", "U90_10 95% CI", "attempts / episode", "turns", "P CONCAT", "U90_10 FULL"}
+
+
+def _write_evaluation_reports(out: Path, records: list, human_reference: int, seed: int) -> None:
+    from userlm_env.evaluation.analysis import evaluation_metrics, report_tables, write_reports
+    from userlm_env.evaluation.human_reference import cached_sharegpt_reference
+
+    human = None
+    if human_reference:
+        with console.status("human reference: streaming ShareGPT conversations..."):
+            human = cached_sharegpt_reference(out / "human_reference.json", human_reference, seed=seed)
+    with console.status("metrics and reports (bootstrap, plots)..."):
+        metrics = evaluation_metrics(records, human_reference=human, seed=seed)
+        paths = write_reports(out, records, metrics)
+    for table in report_tables(metrics):
+        keep = [i for i, c in enumerate(table.columns) if c not in TERMINAL_HIDDEN_COLUMNS]
+        rich_table = Table(title=table.title, title_justify="left")
+        for i in keep:
+            rich_table.add_column(table.columns[i], overflow="fold")
+        for row in table.rows:
+            rich_table.add_row(*(_cell(row[i]) for i in keep))
+        console.print(rich_table)
+    failures = metrics["failures"]
+    if failures:
+        console.print(
+            f"[red]{len(failures)} of {metrics['episodes']} episode(s) failed[/] (tracebacks: 'error' in the log)"
+        )
+    else:
+        console.print(f"{metrics['episodes']} episodes, no failures")
+    console.print(f"report: [bold]{paths['report']}[/]  summary: {paths['summary']}  metrics: {paths['metrics']}")
+
+
+def _cell(value) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.3g}" if abs(value) < 1000 else f"{value:.0f}"
+    return str(value)
 
 
 def _print_summary(summary: dict, meta: dict, wall: float, ran: int, load_seconds: float) -> None:

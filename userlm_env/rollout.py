@@ -29,24 +29,30 @@ class _Running:
     env: UserLMMathEnv
     episode: int
     seed: int
+    key: str
     obs: list
     info: dict
     started: float
     steps: list[dict[str, Any]] = field(default_factory=list)
     total_reward: float = 0.0
     reply: str | None = None
+    opening_shards: list[int] | None = None
 
 
 def _record(run: _Running, *, terminated: bool, truncated: bool, error: str | None, meta: dict) -> dict[str, Any]:
     state = run.env._state
     totals = {name: float(sum(s["reward_components"][name] for s in run.steps)) for name in COMPONENTS}
+    task = state.task if state else None
     return {
-        "episode_key": f"seed={run.seed}",
+        "episode_key": run.key,
         "episode": run.episode,
         "seed": run.seed,
         **meta,
-        "task_id": state.task.task_id if state else None,
-        "num_shards": state.task.num_shards if state else None,
+        "task_id": task.task_id if task else None,
+        "num_shards": task.num_shards if task else None,
+        "instruction": task.instruction if task else None,
+        "shards": [{"shard_id": s.shard_id, "text": s.text} for s in task.shards] if task else None,
+        "opening_shards": run.opening_shards,
         "transcript": run.obs,
         "steps": run.steps,
         "return": run.total_reward,
@@ -71,8 +77,11 @@ def run_episodes(
     log: EpisodeLog | None = None,
     meta: dict[str, Any] | None = None,
     on_episode: Callable[[dict[str, Any]], None] | None = None,
+    options: Sequence[dict[str, Any] | None] | None = None,
+    key_prefix: str = "",
+    before_log: Callable[[dict[str, Any]], None] | None = None,
 ) -> list[dict[str, Any]]:
-    """Run one episode per seed (skipping seeds already in ``log``) and return their records.
+    """Run one episode per seed (skipping episodes already in ``log``) and return their records.
 
     Args:
         make_env: builds an unwrapped env; called ``min(batch_size, len(seeds))`` times.
@@ -82,9 +91,19 @@ def run_episodes(
         log: where finished episodes are appended; seeds it already holds are skipped.
         meta: extra fields written into every record (model names, specs).
         on_episode: called with each finished record (progress bars).
+        options: per-episode ``reset`` options, aligned with ``seeds`` (e.g. ``{"task": task}``).
+        key_prefix: prepended to each record's ``episode_key`` (``f"{key_prefix}seed={seed}"``), so that
+            several runs (settings, users) can share one log and resume independently.
+        before_log: called with each finished record before it is written (may add fields).
     """
     meta = dict(meta or {})
-    todo = [(i, s) for i, s in enumerate(seeds) if log is None or f"seed={s}" not in log.done_keys]
+    if options is not None and len(options) != len(seeds):
+        raise ValueError(f"options must align with seeds: {len(options)} options for {len(seeds)} seeds")
+    todo = [
+        (i, s, f"{key_prefix}seed={s}")
+        for i, s in enumerate(seeds)
+        if log is None or f"{key_prefix}seed={s}" not in log.done_keys
+    ]
     envs = [make_env() for _ in range(min(batch_size, len(todo)))]
     records: list[dict[str, Any]] = []
     queue = iter(todo)
@@ -92,6 +111,11 @@ def run_episodes(
 
     def finish(run: _Running, *, terminated=False, truncated=False, error=None) -> None:
         record = _record(run, terminated=terminated, truncated=truncated, error=error, meta=meta)
+        if before_log is not None:
+            try:
+                before_log(record)
+            except Exception:
+                record["error"] = record["error"] or traceback.format_exc(limit=5)
         records.append(record)
         if log is not None:
             log.append(record)
@@ -99,10 +123,11 @@ def run_episodes(
             on_episode(record)
 
     def start(env: UserLMMathEnv) -> None:
-        for episode, seed in queue:
-            run = _Running(env, episode, seed, [], {}, time.perf_counter())
+        for episode, seed, key in queue:
+            run = _Running(env, episode, seed, key, [], {}, time.perf_counter())
             try:
-                run.obs, run.info = env.reset(seed=int(seed))
+                run.obs, run.info = env.reset(seed=int(seed), options=options[episode] if options else None)
+                run.opening_shards = list(env._state.revealed)
             except Exception:
                 finish(run, error=traceback.format_exc(limit=5))
                 continue

@@ -8,6 +8,7 @@ spec                             user
 ``prompted:MODEL``               an assistant model prompted to rephrase one shard per turn
 ``replay`` / ``replay:plain``    deterministic shard replay, no model (:class:`ReplayUser`)
 ``human``                        a person at the terminal (:class:`HumanUser`)
+``full`` / ``concat``            LiC's single-turn settings: the whole task in the opening message
 ===============================  ==========================================================
 
 ``MODEL`` is a hub id, a local directory, a ``.gguf`` file, or ``smollm2-135m`` (bundled offline),
@@ -27,15 +28,17 @@ from userlm_env.backends.http_backend import HTTPBackend, is_http_spec
 from userlm_env.backends.models import OFFLINE_HINT, ModelLoadError
 from userlm_env.backends.transformers_backend import TransformersBackend
 from userlm_env.users.base import UserRequest, UserSimulator, UserTurn
+from userlm_env.users.fully_specified import FullySpecifiedUser
 from userlm_env.users.human import HumanUser
 from userlm_env.users.prompted import PromptedUser, PromptedUserConfig
 from userlm_env.users.replay import ReplayUser
 from userlm_env.users.userlm import DEFAULT_USERLM, UserLMConfig, UserLMUser, task_intent
 
-USER_KINDS = ("userlm", "prompted", "replay", "human")
+USER_KINDS = ("userlm", "prompted", "replay", "human", "full", "concat")
 USER_SPEC_HELP = (
     "valid user specs: 'microsoft/UserLM-8b' (default), 'userlm:MODEL', 'prompted:MODEL', 'replay', "
-    "'replay:plain', 'human', or a UserSimulator object; MODEL = hub id, local dir, .gguf file, 'smollm2-135m' "
+    "'replay:plain', 'human', 'full', 'concat', or a UserSimulator object; "
+    "MODEL = hub id, local dir, .gguf file, 'smollm2-135m' "
     "or http://HOST:PORT/v1?tokenizer=... (OpenAI-compatible server)"
 )
 
@@ -80,6 +83,8 @@ def make_user(
         return ReplayUser(plain=spec.endswith(":plain"))
     if spec == "human":
         return HumanUser()
+    if spec in ("full", "concat"):
+        return FullySpecifiedUser(spec)
     if kind in ("userlm", "prompted") and model:
         backend = _backend(model, spec, device, dtype)
         if kind == "userlm" and getattr(backend, "mode", None) == "chat":
@@ -99,6 +104,7 @@ def make_user(
 
 __all__ = [
     "DEFAULT_USERLM",
+    "FullySpecifiedUser",
     "HumanUser",
     "PromptedUser",
     "PromptedUserConfig",

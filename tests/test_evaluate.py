@@ -1,0 +1,173 @@
+"""``userlm-env evaluate``: settings, pairing, resumable logs, recorded failures, reports, human reference."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+
+import pytest
+from conftest import EGGS_TASK
+from typer.testing import CliRunner
+
+from agents import Assistant, make_assistant
+from userlm_env.cli import app
+from userlm_env.envs.math_env import UserLMMathEnv
+from userlm_env.evaluation.analysis import evaluation_metrics, report_tables, write_reports
+from userlm_env.evaluation.human_reference import cached_sharegpt_reference
+from userlm_env.evaluation.runner import EvalConfig, choose_tasks, plan_runs, run_evaluation
+from userlm_env.tasks import make_task_source
+from userlm_env.users import FullySpecifiedUser, make_user
+
+
+def _config(**overrides) -> EvalConfig:
+    base = dict(assistants=["scripted:oracle"], users=["replay"], num_tasks=2, runs_per_task=3, batch_size=4)
+    return EvalConfig(**(base | overrides))
+
+
+def test_full_and_concat_users_state_the_whole_task():
+    """FULL opens with the instruction, CONCAT with every shard as a list; both reveal every shard."""
+    eggs_task = EGGS_TASK
+    for mode in ("full", "concat"):
+        env = UserLMMathEnv(user=make_user(mode), tasks=[eggs_task], max_turns=1, reward="lic")
+        obs, info = env.reset(seed=0)
+        assert info["shards_revealed"] == [1, 2, 3]
+        text = obs[0]["content"]
+        assert all(s.text in text for s in eggs_task.shards) if mode == "concat" else text == eggs_task.instruction
+        *_, terminated, truncated, info = env.step("16 - 3 = 13. The answer is 13.")
+        assert terminated and info["correct"] and info["score"] == 1.0
+    env = UserLMMathEnv(user=FullySpecifiedUser("full"), tasks=[eggs_task], max_turns=1)
+    env.reset(seed=0)
+    *_, terminated, truncated, info = env.step("Could you tell me more?")
+    assert truncated and info["score"] == 0.0  # single turn: a question is a lost conversation
+    with pytest.raises(ValueError, match="full"):
+        FullySpecifiedUser("sharded")
+
+
+def test_plan_and_task_choice():
+    """FULL/CONCAT once per assistant, SHARDED once per user; seeded distinct tasks; bad configs rejected."""
+    runs = plan_runs(_config(assistants=["scripted:oracle", "scripted:clarify"], users=["replay", "replay:plain"]))
+    assert [(r.setting, r.user) for r in runs[:4]] == [
+        ("FULL", "full"),
+        ("CONCAT", "concat"),
+        ("SHARDED", "replay"),
+        ("SHARDED", "replay:plain"),
+    ]
+    assert len(runs) == 8
+    source = make_task_source("procedural")
+    tasks = choose_tasks(source, 5, seed=1)
+    assert len({t.task_id for t in tasks}) == 5 and tasks == choose_tasks(source, 5, seed=1)
+    with pytest.raises(ValueError, match="setting"):
+        _config(settings=["FULL", "MULTI"])
+    with pytest.raises(ValueError, match="runs_per_task"):
+        _config(runs_per_task=0)
+
+
+def test_evaluation_pairs_settings_and_scores_known_assistants(tmp_path):
+    """Every (setting, task, run) is one record; FULL and SHARDED share seeds; oracle scores 100, clarify 0."""
+    result = run_evaluation(_config(assistants=["scripted:oracle", "scripted:clarify"]), tmp_path)
+    assert len(result.records) == 2 * 3 * 2 * 3  # assistants x settings x tasks x runs
+    keys = [r["episode_key"] for r in result.records]
+    assert len(set(keys)) == len(keys)
+    by_setting = {s: sorted((r["seed"], r["task_id"]) for r in result.records if r["setting"] == s and
+                            r["assistant"] == "scripted:oracle") for s in ("FULL", "SHARDED")}  # fmt: skip
+    assert by_setting["FULL"] == by_setting["SHARDED"]
+    metrics = evaluation_metrics(result.records)
+    p = {(r["assistant"], r["label"]): r["P"] for r in metrics["runs"]}
+    assert p[("scripted:oracle", "FULL")] == p[("scripted:oracle", "SHARDED:replay")] == 100.0
+    assert p[("scripted:clarify", "CONCAT")] == 0.0
+    sharded = [r for r in result.records if r["setting"] == "SHARDED" and r["assistant"] == "scripted:oracle"]
+    assert all(r["termination_probe"] is False for r in sharded)  # replay never ends the chat
+    assert metrics["users"]["replay"]["termination_should_end"] == len(sharded)
+    assert json.loads((tmp_path / "config.json").read_text())["runs_per_task"] == 3
+
+
+class _Interrupt(Exception):
+    pass
+
+
+def test_interrupted_evaluation_resumes_without_duplicates(tmp_path):
+    """Stopped after 5 episodes, a resumed run does only the rest; the log has each episode once."""
+    seen = []
+
+    def stop_after_five(record):
+        seen.append(record["episode_key"])
+        if len(seen) == 5:
+            raise _Interrupt
+
+    with pytest.raises(_Interrupt):
+        run_evaluation(_config(), tmp_path, on_episode=stop_after_five)
+    assert len((tmp_path / "episodes.jsonl").read_text().splitlines()) == 5
+    again = []
+    result = run_evaluation(_config(), tmp_path, resume=True, on_episode=lambda r: again.append(r["episode_key"]))
+    assert result.resumed_episodes == 5 and len(again) == 18 - 5
+    assert not set(again) & set(seen)
+    lines = [json.loads(x)["episode_key"] for x in (tmp_path / "episodes.jsonl").read_text().splitlines()]
+    assert len(lines) == len(set(lines)) == 18
+    with pytest.raises(FileExistsError):
+        run_evaluation(_config(), tmp_path)  # neither resume nor overwrite
+
+
+class _FailsOnSomeTasks(Assistant):
+    """Answers like the oracle, but raises on every episode of one task (a broken model call)."""
+
+    name = "flaky"
+    needs_oracle = True
+
+    def __init__(self, bad_task_id: str):
+        self.bad_task_id = bad_task_id
+        self.oracle = make_assistant("scripted:oracle")
+
+    def act_batch(self, conversations, seeds, infos):
+        if any(info.get("task_id") == self.bad_task_id for info in infos):
+            raise RuntimeError("model server exploded")
+        return self.oracle.act_batch(conversations, seeds, infos)
+
+
+def test_failures_are_recorded_counted_and_reported(tmp_path):
+    """Episodes that raise become error records; the rest of the run finishes; the report lists them."""
+    bad = choose_tasks(make_task_source("procedural"), 2, seed=0)[0].task_id
+    config = _config(assistants=[_FailsOnSomeTasks(bad)], settings=["FULL", "SHARDED"])
+    result = run_evaluation(config, tmp_path)
+    errors = Counter(r["setting"] for r in result.records if r["error"])
+    assert errors == {"FULL": 3, "SHARDED": 3}
+    assert all("model server exploded" in r["error"] for r in result.records if r["error"])
+    metrics = evaluation_metrics(result.records)
+    assert len(metrics["failures"]) == 6
+    assert {r["label"]: r["errors"] for r in metrics["runs"]} == {"FULL": 3, "SHARDED:replay": 3}
+    assert all(r["P"] == 100.0 for r in metrics["runs"])  # the healthy task
+    titles = [t.title for t in report_tables(metrics)]
+    assert "Failed episodes" in titles
+    paths = write_reports(tmp_path, result.records, metrics)
+    assert "model server exploded" in paths["summary"].read_text()
+
+
+def test_human_reference_from_sharegpt(tmp_path):
+    """The human row streams the truncated ShareGPT file, counts what was usable, and is cached."""
+    reference = cached_sharegpt_reference(tmp_path / "human.json", sample=200, seed=0)
+    assert reference["parse"]["truncated"] is True
+    assert reference["parse"]["records"] > 17_000 and 5_000 < reference["usable"] < reference["parse"]["records"]
+    assert reference["sampled"] == 200 and reference["metrics"]["conversations"] == 200
+    assert reference["metrics"]["role_adherence"] > 0.9  # people rarely talk like an assistant
+    assert (tmp_path / "human.json").exists()
+    assert cached_sharegpt_reference(tmp_path / "human.json", sample=200, seed=0) == json.loads(
+        (tmp_path / "human.json").read_text()
+    )
+
+
+def test_evaluate_cli_writes_reports_and_refuses_to_clobber(tmp_path):
+    """The CLI runs, prints the tables, writes report.html / summary.md / metrics.json; then asks for --resume."""
+    runner = CliRunner()
+    args = ["evaluate", "--assistant", "scripted:oracle", "--user", "replay", "--num-tasks", "2"]
+    args += ["--runs-per-task", "2", "--human-reference", "100", "--out", str(tmp_path)]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert "Assistant scores" in result.output and "no failures" in result.output
+    for name in ("report.html", "summary.md", "metrics.json", "episodes.jsonl"):
+        assert (tmp_path / name).stat().st_size > 0
+    assert "human (ShareGPT)" in (tmp_path / "summary.md").read_text()
+    again = runner.invoke(app, args)
+    assert again.exit_code != 0 and "--resume" in again.output
+    resumed = runner.invoke(app, [*args, "--resume"])
+    assert resumed.exit_code == 0 and "resumed: 12 episode(s)" in resumed.output
+    bad = runner.invoke(app, [*args, "--overwrite", "--setting", "MULTI"])
+    assert bad.exit_code != 0 and "unknown setting" in bad.output
