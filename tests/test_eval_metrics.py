@@ -240,3 +240,47 @@ def test_conversation_metrics_on_empty_turns():
     metrics = user_metrics_from_conversations([[], _chat("", "real question here")], intents=[None, None])
     assert metrics["conversations"] == 1 and metrics["turn_empty_share"] == 0.5
     assert math.isnan(metrics["intent_decomposition"])
+
+
+# ------------------------------------------------------------------------- LM-judged metrics
+
+
+def test_llm_user_metrics_parsing_and_shares():
+    """Shares count valid one-word answers only; unparseable answers are counted as invalid."""
+    from userlm_env.evaluation.llm_user_metrics import llm_user_metrics, parse_choice
+
+    assert parse_choice("User.", "USER", "ASSISTANT") is True
+    assert parse_choice("I think ASSISTANT", "USER", "ASSISTANT") is False
+    assert parse_choice("no idea", "USER", "ASSISTANT") is None
+    answers = {"how many eggs?": ("USER", "HUMAN"), "Sure! Here is the solution.": ("ASSISTANT", "MACHINE")}
+
+    def judge(prompts):
+        out = []
+        for prompt in prompts:
+            turn = next(t for t in [*answers, "???"] if t in prompt)
+            pair = answers.get(turn, ("maybe", "maybe"))
+            out.append(pair[0] if "Who wrote" in prompt else pair[1])
+        return out
+
+    result = llm_user_metrics(["how many eggs?", "Sure! Here is the solution.", "???", "  "], judge, batch_size=2)
+    assert result["judged"] == 3  # the blank turn is not sent
+    assert result["role_adherence"] == 0.5 and result["naturalness"] == 0.5
+    assert result["role_adherence_invalid"] == 1 and result["naturalness_invalid"] == 1
+    with pytest.raises(ValueError, match="answers"):
+        llm_user_metrics(["a b"], lambda prompts: [])
+
+
+@pytest.mark.slow
+def test_llm_user_metrics_on_the_bundled_model():
+    """The judge runs on a real backend (SmolLM2-135M): every turn is judged, answers parsed or counted."""
+    from userlm_env.backends.transformers_backend import SamplingParams, TransformersBackend
+    from userlm_env.evaluation.llm_user_metrics import judge_users
+
+    complete = TransformersBackend.from_spec("smollm2-135m").chat_completer(SamplingParams(max_new_tokens=4))
+    records = [{"setting": "SHARDED", "user": "u", "transcript": [{"role": "user", "content": "how many eggs left?"}]}]
+    result = judge_users(records, complete, human_turns=["what is 2+2", "write me a poem about cats"])
+    assert set(result) == {"u", "human"} and result["human"]["judged"] == 2
+    for metrics in result.values():
+        for name in ("role_adherence", "naturalness"):
+            assert math.isnan(metrics[name]) or 0 <= metrics[name] <= 1
+            assert 0 <= metrics[f"{name}_invalid"] <= metrics["judged"]

