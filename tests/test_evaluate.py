@@ -24,6 +24,7 @@ def _config(**overrides) -> EvalConfig:
     return EvalConfig(**(base | overrides))
 
 
+@pytest.mark.filterwarnings("ignore:.*shards but max_turns=1")
 def test_full_and_concat_users_state_the_whole_task():
     """FULL opens with the instruction, CONCAT with every shard as a list; both reveal every shard."""
     eggs_task = EGGS_TASK

@@ -17,6 +17,28 @@ if "UserLM-Math-v0" not in registry:
         nondeterministic=True,  # the default user is a sampled LM; the replay user is deterministic
     )
 
-from userlm_env.envs import UserLMMathEnv, UserLMMathVectorEnv  # noqa: E402
+# Code ---------------------------------------------------------------------------------------
+if "UserLM-Code-v0" not in registry:
+    register(
+        id="UserLM-Code-v0",
+        entry_point="userlm_env.envs.code_env:UserLMCodeEnv",
+        vector_entry_point="userlm_env.envs.code_env:UserLMCodeVectorEnv",
+        nondeterministic=True,  # the default user is a sampled LM; the replay user is deterministic
+    )
 
-__all__ = ["UserLMMathEnv", "UserLMMathVectorEnv", "__version__"]
+from userlm_env.envs import (  # noqa: E402
+    UserLMCodeEnv,
+    UserLMCodeVectorEnv,
+    UserLMMathEnv,
+    UserLMMathVectorEnv,
+    make_unwrapped_env,
+)
+
+__all__ = [
+    "UserLMCodeEnv",
+    "UserLMCodeVectorEnv",
+    "UserLMMathEnv",
+    "UserLMMathVectorEnv",
+    "__version__",
+    "make_unwrapped_env",
+]

@@ -17,12 +17,11 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
-from userlm_env.evaluation.runner import DEFAULT_SYSTEM_PROMPT
-
 app = typer.Typer(
     add_completion=False, no_args_is_help=True, help="Train and evaluate assistants against simulated users."
 )
 console = Console()
+DEFAULT_TASKS = {"UserLM-Math-v0": "procedural", "UserLM-Code-v0": "code:procedural"}
 
 
 @app.callback()
@@ -38,7 +37,10 @@ def rollout(
     user: str = typer.Option(
         "prompted:smollm2-135m", help="user spec: microsoft/UserLM-8b, userlm:MODEL, prompted:MODEL, replay, human"
     ),
-    tasks: str = typer.Option("procedural", help="task spec: procedural, gsm8k, gsm8k:PATH, lic:PATH"),
+    env: str = typer.Option("math", help="env: math (UserLM-Math-v0) or code (UserLM-Code-v0)"),
+    tasks: str = typer.Option(
+        None, help="task spec (math: procedural, gsm8k, gsm8k:PATH, lic:PATH; code: code:procedural, humaneval:PATH)"
+    ),
     reward: str = typer.Option(
         "lic", help="reward preset (lic, shaped, efficient), optionally with overrides: shaped:turn=-0.05"
     ),
@@ -49,20 +51,22 @@ def rollout(
     out: Path = typer.Option(Path("runs/rollout.jsonl"), help="JSONL file, one line per episode"),
     resume: bool = typer.Option(False, help="continue an existing log, skipping finished episodes"),
     overwrite: bool = typer.Option(False, help="start the log over"),
-    system_prompt: str = typer.Option(DEFAULT_SYSTEM_PROMPT, help="system prompt for a model assistant ('' for none)"),
+    system_prompt: str = typer.Option(
+        None, help="system prompt for a model assistant (default: the env's, agents/prompts.py; '' for none)"
+    ),
     max_new_tokens: int = typer.Option(96, min=1, help="assistant reply length limit in tokens"),
     device: str = typer.Option(None, help="device for local models (default: cuda if available, else cpu)"),
     show: int = typer.Option(1, min=0, help="print this many transcripts at the end"),
 ) -> None:
     """Run episodes, print a results table, append each episode to a JSONL log."""
     from agents import make_assistant
+    from agents.prompts import default_system_prompt
     from userlm_env.backends.models import ModelLoadError
     from userlm_env.backends.transformers_backend import SamplingParams
-    from userlm_env.envs.math_env import UserLMMathEnv
+    from userlm_env.envs import make_env_task_source, make_unwrapped_env, resolve_env_id
     from userlm_env.episode_log import EpisodeLog
     from userlm_env.rewards import RewardConfig
     from userlm_env.rollout import run_episodes, summarize
-    from userlm_env.tasks import make_task_source
     from userlm_env.users import make_user
 
     if out.exists() and out.stat().st_size > 0 and not (resume or overwrite):
@@ -73,11 +77,13 @@ def rollout(
     try:
         with console.status("loading models..."):
             RewardConfig.from_spec(reward)
-            task_source = make_task_source(tasks)
+            env = resolve_env_id(env)
+            tasks = tasks or DEFAULT_TASKS[env]
+            task_source = make_env_task_source(env, tasks)
             agent = make_assistant(
                 assistant,
                 device=device,
-                system_prompt=system_prompt or None,
+                system_prompt=(default_system_prompt(env) if system_prompt is None else system_prompt) or None,
                 sampling=SamplingParams(max_new_tokens=max_new_tokens, temperature=0.7, top_p=0.9),
             )
             user_sim = make_user(user, device=device)
@@ -93,10 +99,10 @@ def rollout(
     if resume and len(todo) < len(seeds):
         console.print(f"resuming {log.path}: {len(seeds) - len(todo)} of {len(seeds)} episodes already done")
 
-    def make_env() -> UserLMMathEnv:
-        return UserLMMathEnv(user=user_sim, tasks=task_source, reward=reward, max_turns=max_turns)
+    def make_env():
+        return make_unwrapped_env(env, user=user_sim, tasks=task_source, reward=reward, max_turns=max_turns)
 
-    meta = {"assistant": assistant, "user": user, "tasks": tasks, "reward": reward, "max_turns": max_turns}
+    meta = {"env": env, "assistant": assistant, "user": user, "tasks": tasks, "reward": reward, "max_turns": max_turns}
     columns = (
         TextColumn("[bold]rollout"),
         BarColumn(),
@@ -135,7 +141,10 @@ def evaluate(
         ["replay", "prompted:smollm2-135m"], help="user spec for the SHARDED setting (repeat for several)"
     ),
     setting: list[str] = typer.Option(["FULL", "CONCAT", "SHARDED"], help="FULL, CONCAT and/or SHARDED"),
-    tasks: str = typer.Option("procedural", help="task spec: procedural, gsm8k, gsm8k:PATH, lic:PATH"),
+    env: str = typer.Option("math", help="env: math (UserLM-Math-v0) or code (UserLM-Code-v0)"),
+    tasks: str = typer.Option(
+        None, help="task spec (math: procedural, gsm8k, gsm8k:PATH, lic:PATH; code: code:procedural, humaneval:PATH)"
+    ),
     num_tasks: int = typer.Option(5, min=1, help="tasks drawn from the source (seeded)"),
     runs_per_task: int = typer.Option(10, min=1, help="simulations per task and setting (LiC: 10)"),
     seed: int = typer.Option(0, help="seed of the task draw and of every episode"),
@@ -143,7 +152,9 @@ def evaluate(
     batch_size: int = typer.Option(8, min=1, help="episodes stepped together (batched model calls)"),
     max_new_tokens: int = typer.Option(160, min=1, help="assistant reply length limit in tokens"),
     temperature: float = typer.Option(0.7, min=0.0, help="assistant sampling temperature (0 = greedy)"),
-    system_prompt: str = typer.Option(DEFAULT_SYSTEM_PROMPT, help="system prompt for model assistants ('' for none)"),
+    system_prompt: str = typer.Option(
+        None, help="system prompt for model assistants (default: the env's, agents/prompts.py; '' for none)"
+    ),
     human_reference: int = typer.Option(
         2000, min=0, help="ShareGPT conversations in the human reference row (0 = none)"
     ),
@@ -158,6 +169,7 @@ def evaluate(
 ) -> None:
     """Lost-in-Conversation evaluation: FULL / CONCAT / SHARDED x assistants x users, then reports."""
     from userlm_env.backends.models import ModelLoadError
+    from userlm_env.envs import resolve_env_id
     from userlm_env.evaluation.runner import EvalConfig, run_evaluation
 
     log_path = out / "episodes.jsonl"
@@ -166,11 +178,13 @@ def evaluate(
             f"{log_path} already holds episodes: pass --resume to continue it or --overwrite", param_hint="--out"
         )
     try:
+        env = resolve_env_id(env)
         config = EvalConfig(
+            env=env,
+            tasks=tasks or DEFAULT_TASKS[env],
             assistants=list(assistant),
             users=list(user),
             settings=[s.upper() for s in setting],
-            tasks=tasks,
             num_tasks=num_tasks,
             runs_per_task=runs_per_task,
             seed=seed,

@@ -57,7 +57,269 @@ class EpisodeState:
         )
 
 
-class UserLMMathEnv(gym.Env[list, str]):
+class ShardedChatEnv(gym.Env[list, str]):
+    """Shared machinery of the UserLM envs: a simulated user reveals a sharded task, the assistant replies.
+
+    Subclasses pick the task family through four hooks: :meth:`build_shared` (task source and
+    judge from the constructor arguments), :meth:`check_task` (reject tasks of another family),
+    :meth:`judge_reply` (classify and grade one reply) and :meth:`extra_info` (family-specific
+    ``info`` fields). Everything else (the episode protocol, the
+    reward components, the split ``begin_reset``/``act``/``observe_user``/``step_result`` API used by
+    vector envs and :func:`userlm_env.rollout.run_episodes`) is common. See :class:`UserLMMathEnv`
+    for the full documentation of the protocol.
+    """
+
+    metadata = {"render_modes": ["human", "ansi"], "render_fps": 1}
+
+    def __init__(
+        self,
+        user: str | UserSimulator | None = None,
+        tasks: str | TaskSource | list[ShardedTask] | None = "procedural",
+        reward: str | dict[str, float] | RewardConfig | None = "lic",
+        max_turns: int = DEFAULT_MAX_TURNS,
+        judge: Any = "rule",
+        max_reply_chars: int = DEFAULT_MAX_REPLY_CHARS,
+        user_device: str | None = None,
+        render_mode: str | None = None,
+    ):
+        if not isinstance(max_turns, int) or max_turns < 1:
+            raise ValueError(f"max_turns must be a positive int, got {max_turns!r}")
+        if render_mode is not None and render_mode not in self.metadata["render_modes"]:
+            raise ValueError(f"render_mode must be one of {self.metadata['render_modes']} or None, got {render_mode!r}")
+        shared = self.build_shared({"tasks": tasks, "judge": judge})
+        self.tasks = shared["tasks"]
+        self.judge = shared["judge"]
+        self.reward_config = RewardConfig.from_spec(reward)
+        self.user = make_user(user, device=user_device)
+        self.max_turns = max_turns
+        self.max_reply_chars = max_reply_chars
+        self.render_mode = render_mode
+        self.action_space = Reply(max_reply_chars)
+        self.observation_space = Conversation(max_messages=2 * max_turns + 2)
+        self._state: EpisodeState | None = None
+        self._warned_turns = False
+
+    # ------------------------------------------------------------------ family hooks
+    @classmethod
+    def build_shared(cls, kwargs: dict[str, Any]) -> dict[str, Any]:
+        """Build the objects sub-envs can share from constructor kwargs, popping the ones consumed.
+
+        Returns ``{"tasks": TaskSource, "judge": judge}``; a vector env builds them once and passes
+        the built objects to every sub-env (building from built objects returns them unchanged).
+        """
+        return {
+            "tasks": make_task_source(kwargs.pop("tasks", "procedural")),
+            "judge": make_judge(kwargs.pop("judge", "rule")),
+        }
+
+    def check_task(self, task: ShardedTask) -> None:
+        """Raise ``ValueError`` if ``task`` is of the wrong family for this env (math: anything goes)."""
+
+    def judge_reply(self, reply: str, task: ShardedTask) -> Judgement:
+        """Classify and grade one assistant reply (math: the judge against the gold number)."""
+        return self.judge.judge(reply, task.answer)
+
+    def extra_info(self, judgement: Judgement | None) -> dict[str, Any]:
+        """Family-specific ``info`` fields (none for math); ``judgement`` is None at reset."""
+        return {}
+
+    # ------------------------------------------------------------------ reset
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
+        """Start an episode: draw a task and a user seed, get the user's opening message."""
+        request = self.begin_reset(seed=seed, options=options)
+        try:
+            turn = self.user.respond(request)
+        except BackendError as err:
+            self.fail_user(err)
+        else:
+            self.observe_user(turn)
+        return self.reset_result()
+
+    def begin_reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> UserRequest:
+        """First half of ``reset``: draw the task and the user seed; return the request for the opening turn."""
+        super().reset(seed=seed)
+        task = self._choose_task(options or {})
+        self.check_task(task)
+        user_seed = int(self.np_random.integers(SEED_SPACE))
+        self._state = EpisodeState(task=task, user_seed=user_seed)
+        self._pending = None
+        if task.num_shards > self.max_turns and not self._warned_turns:
+            warnings.warn(
+                f"task {task.task_id!r} has {task.num_shards} shards but max_turns={self.max_turns}: "
+                "episodes will be truncated before every shard can be revealed",
+                stacklevel=3,
+            )
+            self._warned_turns = True
+        return self._state.user_request()
+
+    def reset_result(self) -> tuple[list[dict[str, str]], dict[str, Any]]:
+        """Second half of ``reset`` (after ``observe_user``): the (obs, info) pair."""
+        if self.render_mode == "human":
+            self.render()
+        return self._obs(), self._info(judgement=None, components=dict.fromkeys(COMPONENTS, 0.0))
+
+    def _choose_task(self, options: dict[str, Any]) -> ShardedTask:
+        if "task" in options:
+            task = options["task"]
+            if not isinstance(task, ShardedTask):
+                raise TypeError(f"options['task'] must be a ShardedTask, got {type(task).__name__}")
+            return task
+        if "task_index" in options:
+            try:
+                return self.tasks[int(options["task_index"])]
+            except TypeError:
+                raise TypeError(f"task source {self.tasks.name!r} is not indexable; pass options['task']") from None
+        return self.tasks.sample(self.np_random)
+
+    # ------------------------------------------------------------------ step
+    def step(self, action: str):
+        """Judge the assistant's reply, score it, and let the user answer unless the episode ends."""
+        pending = self.act(action)
+        if pending is not None:
+            try:
+                turn = self.user.respond(pending)
+            except BackendError as err:
+                self.fail_user(err)
+            else:
+                self.observe_user(turn)
+        return self.step_result()
+
+    def act(self, action: str) -> UserRequest | None:
+        """First half of ``step``: record and judge the reply; return the user request if the chat goes on.
+
+        Vector envs call ``act`` on every sub-env, batch the returned requests into one user call,
+        then call ``observe_user`` and ``step_result`` on each.
+        """
+        state = self._state
+        if state is None:
+            raise ResetNeeded("Cannot call step() before reset(): call env.reset(seed=...) first.")
+        if state.done:
+            raise ResetNeeded(f"The episode has ended ({state.end_reason}); call env.reset() before step().")
+        if not isinstance(action, str):
+            raise TypeError(
+                f"the action must be the assistant's reply as a str, got {type(action).__name__}: {action!r:.80}"
+            )
+        truncated_reply = len(action) > self.max_reply_chars
+        reply = action[: self.max_reply_chars]
+        shards_hidden = not state.all_revealed
+        state.conversation.append({"role": "assistant", "content": reply})
+        state.turn += 1
+        judgement: Judgement = self.judge_reply(reply, state.task)
+        if judgement.answer_attempt:
+            state.any_attempt = True
+            state.last_attempt_turn = state.turn
+            state.score = 1.0 if judgement.correct else 0.0
+        if judgement.answer_attempt and judgement.correct:
+            state.done, state.end_reason = True, "correct_answer"
+        elif judgement.answer_attempt and not shards_hidden:
+            state.done, state.end_reason = True, "answered_all_shards"
+        elif state.turn >= self.max_turns:
+            state.done, state.end_reason = True, "max_turns"
+        self._pending = (judgement, reply, shards_hidden, truncated_reply)
+        return None if state.done else state.user_request()
+
+    def observe_user(self, turn: UserTurn) -> None:
+        """Second half of ``step`` (and of ``reset``): add the user's turn to the chat."""
+        self._apply_user_turn(turn)
+        if self._state.user_ended:
+            self._state.done, self._state.end_reason = True, "user_ended"
+
+    def fail_user(self, error: BaseException) -> None:
+        """Instead of ``observe_user`` when the user's turn failed (a model server fault, ``BackendError``).
+
+        The episode ends as truncated with ``info["end_reason"] == "user_error"`` and the cause in
+        ``info["error"]``. After a failed ``reset`` the episode is over at once (like a user who ends the
+        chat before it begins): ``obs`` is the empty chat and the env needs another ``reset``.
+        """
+        state = self._state
+        state.done, state.end_reason, state.error = True, "user_error", f"{type(error).__name__}: {error}"
+        self._last_user = (UserTurn(text="", meta={"error": state.error}), [])
+
+    def step_result(self):
+        """Third part of ``step``: the (obs, reward, terminated, truncated, info) tuple."""
+        state = self._state
+        judgement, reply, shards_hidden, truncated_reply = self._pending
+        components = step_components(
+            judgement,
+            reply_words=len(reply.split()),
+            shards_hidden=shards_hidden,
+            episode_over=state.done,
+            final_score=state.score,
+            any_attempt=state.any_attempt,
+        )
+        reward = self.reward_config.weighted(components)
+        truncated = state.end_reason in ("max_turns", "user_error")
+        terminated = state.done and not truncated
+        info = self._info(judgement=judgement, components=components)
+        info["reply_truncated"] = truncated_reply
+        if self.render_mode == "human":
+            self.render()
+        return self._obs(), reward, terminated, truncated, info
+
+    # ------------------------------------------------------------------ helpers
+    def _apply_user_turn(self, turn: UserTurn) -> None:
+        state = self._state
+        if turn.revealed is None:
+            new = detect_revealed_shards(turn.text, state.task, state.revealed)
+        else:
+            valid = range(1, state.task.num_shards + 1)
+            new = tuple(i for i in dict.fromkeys(turn.revealed) if i in valid and i not in state.revealed)
+        state.revealed.extend(new)
+        state.user_turns += 1
+        state.user_ended = bool(turn.ended)
+        self._last_user = (turn, list(new))
+        if turn.text or not turn.ended:
+            state.conversation.append({"role": "user", "content": turn.text})
+
+    def _obs(self) -> list[dict[str, str]]:
+        return [dict(m) for m in self._state.conversation]
+
+    def _info(self, judgement: Judgement | None, components: dict[str, float]) -> dict[str, Any]:
+        state = self._state
+        turn, new = self._last_user
+        info = {
+            "task_id": state.task.task_id,
+            "turn": state.turn,
+            "reward_components": components,
+            "reply_kind": None if judgement is None else judgement.kind.value,
+            "answer_attempt": False if judgement is None else judgement.answer_attempt,
+            "extracted_answer": None if judgement is None else judgement.extracted_answer,
+            "correct": None if judgement is None or not judgement.answer_attempt else bool(judgement.correct),
+            "judge_reason": None if judgement is None else judgement.reason,
+            "score": state.score,
+            "shards_revealed": list(state.revealed),
+            "num_shards": state.task.num_shards,
+            "new_shards": new,
+            "user_ended": state.user_ended,
+            "end_reason": state.end_reason,
+            "user_meta": dict(turn.meta),
+        }
+        info.update(self.extra_info(judgement))
+        if state.error is not None:
+            info["error"] = state.error
+        return info
+
+    def render(self) -> str | None:
+        """Print (``human``) or return (``ansi``) the transcript."""
+        if self._state is None:
+            return None
+        lines = [f"[task {self._state.task.task_id}] turn {self._state.turn}, shards {self._state.revealed}"]
+        lines += [f"{m['role']:>9}: {m['content']}" for m in self._state.conversation]
+        if self._state.done:
+            lines.append(f"[end: {self._state.end_reason}, score {self._state.score:g}]")
+        text = "\n".join(lines)
+        if self.render_mode == "human":
+            print(text)
+            return None
+        return text
+
+    def close(self) -> None:
+        """Release the user simulator's resources."""
+        self.user.close()
+        super().close()
+
+
+class UserLMMathEnv(ShardedChatEnv):
     """An assistant solves a math word problem that a simulated user reveals one shard at a time.
 
     ## Description
@@ -148,229 +410,9 @@ class UserLMMathEnv(gym.Env[list, str]):
 
     metadata = {"render_modes": ["human", "ansi"], "render_fps": 1}
 
-    def __init__(
-        self,
-        user: str | UserSimulator | None = None,
-        tasks: str | TaskSource | list[ShardedTask] | None = "procedural",
-        reward: str | dict[str, float] | RewardConfig | None = "lic",
-        max_turns: int = DEFAULT_MAX_TURNS,
-        judge: Any = "rule",
-        max_reply_chars: int = DEFAULT_MAX_REPLY_CHARS,
-        user_device: str | None = None,
-        render_mode: str | None = None,
-    ):
-        if not isinstance(max_turns, int) or max_turns < 1:
-            raise ValueError(f"max_turns must be a positive int, got {max_turns!r}")
-        if render_mode is not None and render_mode not in self.metadata["render_modes"]:
-            raise ValueError(f"render_mode must be one of {self.metadata['render_modes']} or None, got {render_mode!r}")
-        self.tasks = make_task_source(tasks)
-        self.reward_config = RewardConfig.from_spec(reward)
-        self.user = make_user(user, device=user_device)
-        self.judge = make_judge(judge)
-        self.max_turns = max_turns
-        self.max_reply_chars = max_reply_chars
-        self.render_mode = render_mode
-        self.action_space = Reply(max_reply_chars)
-        self.observation_space = Conversation(max_messages=2 * max_turns + 2)
-        self._state: EpisodeState | None = None
-        self._warned_turns = False
 
-    # ------------------------------------------------------------------ reset
-    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
-        """Start an episode: draw a task and a user seed, get the user's opening message."""
-        request = self.begin_reset(seed=seed, options=options)
-        try:
-            turn = self.user.respond(request)
-        except BackendError as err:
-            self.fail_user(err)
-        else:
-            self.observe_user(turn)
-        return self.reset_result()
-
-    def begin_reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> UserRequest:
-        """First half of ``reset``: draw the task and the user seed; return the request for the opening turn."""
-        super().reset(seed=seed)
-        task = self._choose_task(options or {})
-        user_seed = int(self.np_random.integers(SEED_SPACE))
-        self._state = EpisodeState(task=task, user_seed=user_seed)
-        self._pending = None
-        if task.num_shards > self.max_turns and not self._warned_turns:
-            warnings.warn(
-                f"task {task.task_id!r} has {task.num_shards} shards but max_turns={self.max_turns}: "
-                "episodes will be truncated before every shard can be revealed",
-                stacklevel=3,
-            )
-            self._warned_turns = True
-        return self._state.user_request()
-
-    def reset_result(self) -> tuple[list[dict[str, str]], dict[str, Any]]:
-        """Second half of ``reset`` (after ``observe_user``): the (obs, info) pair."""
-        if self.render_mode == "human":
-            self.render()
-        return self._obs(), self._info(judgement=None, components=dict.fromkeys(COMPONENTS, 0.0))
-
-    def _choose_task(self, options: dict[str, Any]) -> ShardedTask:
-        if "task" in options:
-            task = options["task"]
-            if not isinstance(task, ShardedTask):
-                raise TypeError(f"options['task'] must be a ShardedTask, got {type(task).__name__}")
-            return task
-        if "task_index" in options:
-            try:
-                return self.tasks[int(options["task_index"])]
-            except TypeError:
-                raise TypeError(f"task source {self.tasks.name!r} is not indexable; pass options['task']") from None
-        return self.tasks.sample(self.np_random)
-
-    # ------------------------------------------------------------------ step
-    def step(self, action: str):
-        """Judge the assistant's reply, score it, and let the user answer unless the episode ends."""
-        pending = self.act(action)
-        if pending is not None:
-            try:
-                turn = self.user.respond(pending)
-            except BackendError as err:
-                self.fail_user(err)
-            else:
-                self.observe_user(turn)
-        return self.step_result()
-
-    def act(self, action: str) -> UserRequest | None:
-        """First half of ``step``: record and judge the reply; return the user request if the chat goes on.
-
-        Vector envs call ``act`` on every sub-env, batch the returned requests into one user call,
-        then call ``observe_user`` and ``step_result`` on each.
-        """
-        state = self._state
-        if state is None:
-            raise ResetNeeded("Cannot call step() before reset(): call env.reset(seed=...) first.")
-        if state.done:
-            raise ResetNeeded(f"The episode has ended ({state.end_reason}); call env.reset() before step().")
-        if not isinstance(action, str):
-            raise TypeError(
-                f"the action must be the assistant's reply as a str, got {type(action).__name__}: {action!r:.80}"
-            )
-        truncated_reply = len(action) > self.max_reply_chars
-        reply = action[: self.max_reply_chars]
-        shards_hidden = not state.all_revealed
-        state.conversation.append({"role": "assistant", "content": reply})
-        state.turn += 1
-        judgement: Judgement = self.judge.judge(reply, state.task.answer)
-        if judgement.answer_attempt:
-            state.any_attempt = True
-            state.last_attempt_turn = state.turn
-            state.score = 1.0 if judgement.correct else 0.0
-        if judgement.answer_attempt and judgement.correct:
-            state.done, state.end_reason = True, "correct_answer"
-        elif judgement.answer_attempt and not shards_hidden:
-            state.done, state.end_reason = True, "answered_all_shards"
-        elif state.turn >= self.max_turns:
-            state.done, state.end_reason = True, "max_turns"
-        self._pending = (judgement, reply, shards_hidden, truncated_reply)
-        return None if state.done else state.user_request()
-
-    def observe_user(self, turn: UserTurn) -> None:
-        """Second half of ``step`` (and of ``reset``): add the user's turn to the chat."""
-        self._apply_user_turn(turn)
-        if self._state.user_ended:
-            self._state.done, self._state.end_reason = True, "user_ended"
-
-    def fail_user(self, error: BaseException) -> None:
-        """Instead of ``observe_user`` when the user's turn failed (a model server fault, ``BackendError``).
-
-        The episode ends as truncated with ``info["end_reason"] == "user_error"`` and the cause in
-        ``info["error"]``. After a failed ``reset`` the episode is over at once (like a user who ends the
-        chat before it begins): ``obs`` is the empty chat and the env needs another ``reset``.
-        """
-        state = self._state
-        state.done, state.end_reason, state.error = True, "user_error", f"{type(error).__name__}: {error}"
-        self._last_user = (UserTurn(text="", meta={"error": state.error}), [])
-
-    def step_result(self):
-        """Third part of ``step``: the (obs, reward, terminated, truncated, info) tuple."""
-        state = self._state
-        judgement, reply, shards_hidden, truncated_reply = self._pending
-        components = step_components(
-            judgement,
-            reply_words=len(reply.split()),
-            shards_hidden=shards_hidden,
-            episode_over=state.done,
-            final_score=state.score,
-            any_attempt=state.any_attempt,
-        )
-        reward = self.reward_config.weighted(components)
-        truncated = state.end_reason in ("max_turns", "user_error")
-        terminated = state.done and not truncated
-        info = self._info(judgement=judgement, components=components)
-        info["reply_truncated"] = truncated_reply
-        if self.render_mode == "human":
-            self.render()
-        return self._obs(), reward, terminated, truncated, info
-
-    # ------------------------------------------------------------------ helpers
-    def _apply_user_turn(self, turn: UserTurn) -> None:
-        state = self._state
-        if turn.revealed is None:
-            new = detect_revealed_shards(turn.text, state.task, state.revealed)
-        else:
-            valid = range(1, state.task.num_shards + 1)
-            new = tuple(i for i in dict.fromkeys(turn.revealed) if i in valid and i not in state.revealed)
-        state.revealed.extend(new)
-        state.user_turns += 1
-        state.user_ended = bool(turn.ended)
-        self._last_user = (turn, list(new))
-        if turn.text or not turn.ended:
-            state.conversation.append({"role": "user", "content": turn.text})
-
-    def _obs(self) -> list[dict[str, str]]:
-        return [dict(m) for m in self._state.conversation]
-
-    def _info(self, judgement: Judgement | None, components: dict[str, float]) -> dict[str, Any]:
-        state = self._state
-        turn, new = self._last_user
-        info = {
-            "task_id": state.task.task_id,
-            "turn": state.turn,
-            "reward_components": components,
-            "reply_kind": None if judgement is None else judgement.kind.value,
-            "answer_attempt": False if judgement is None else judgement.answer_attempt,
-            "extracted_answer": None if judgement is None else judgement.extracted_answer,
-            "correct": None if judgement is None or not judgement.answer_attempt else bool(judgement.correct),
-            "judge_reason": None if judgement is None else judgement.reason,
-            "score": state.score,
-            "shards_revealed": list(state.revealed),
-            "num_shards": state.task.num_shards,
-            "new_shards": new,
-            "user_ended": state.user_ended,
-            "end_reason": state.end_reason,
-            "user_meta": dict(turn.meta),
-        }
-        if state.error is not None:
-            info["error"] = state.error
-        return info
-
-    def render(self) -> str | None:
-        """Print (``human``) or return (``ansi``) the transcript."""
-        if self._state is None:
-            return None
-        lines = [f"[task {self._state.task.task_id}] turn {self._state.turn}, shards {self._state.revealed}"]
-        lines += [f"{m['role']:>9}: {m['content']}" for m in self._state.conversation]
-        if self._state.done:
-            lines.append(f"[end: {self._state.end_reason}, score {self._state.score:g}]")
-        text = "\n".join(lines)
-        if self.render_mode == "human":
-            print(text)
-            return None
-        return text
-
-    def close(self) -> None:
-        """Release the user simulator's resources."""
-        self.user.close()
-        super().close()
-
-
-class UserLMMathVectorEnv(gym.vector.VectorEnv):
-    """N ``UserLMMathEnv`` stepped together, with one batched user call per step.
+class ShardedChatVectorEnv(gym.vector.VectorEnv):
+    """N sub-envs of ``env_class`` stepped together, with one batched user call per step.
 
     Observations are a tuple of N conversations, actions a sequence of N reply strings, rewards,
     terminations and truncations numpy arrays; infos are batched Gymnasium-style (``info[key]``
@@ -382,19 +424,19 @@ class UserLMMathVectorEnv(gym.vector.VectorEnv):
 
     Args:
         num_envs: number of sub-envs.
-        **kwargs: ``UserLMMathEnv`` arguments; the user, task source and judge are built once and shared.
+        **kwargs: ``env_class`` arguments; the user, task source and judge are built once and shared.
     """
 
     metadata = {"render_modes": [], "autoreset_mode": gym.vector.AutoresetMode.NEXT_STEP}
+    env_class: type[ShardedChatEnv] = ShardedChatEnv
 
     def __init__(self, num_envs: int = 1, **kwargs: Any):
         if not isinstance(num_envs, int) or num_envs < 1:
             raise ValueError(f"num_envs must be a positive int, got {num_envs!r}")
         kwargs.pop("render_mode", None)
         self.user = make_user(kwargs.pop("user", None), device=kwargs.pop("user_device", None))
-        tasks = make_task_source(kwargs.pop("tasks", "procedural"))
-        judge = make_judge(kwargs.pop("judge", "rule"))
-        self.envs = [UserLMMathEnv(user=self.user, tasks=tasks, judge=judge, **kwargs) for _ in range(num_envs)]
+        shared = self.env_class.build_shared(kwargs)
+        self.envs = [self.env_class(user=self.user, **shared, **kwargs) for _ in range(num_envs)]
         self.num_envs = num_envs
         self.single_observation_space = self.envs[0].observation_space
         self.single_action_space = self.envs[0].action_space
@@ -465,3 +507,14 @@ class UserLMMathVectorEnv(gym.vector.VectorEnv):
     def close_extras(self, **kwargs: Any) -> None:
         """Release the shared user simulator."""
         self.user.close()
+
+
+class UserLMMathVectorEnv(ShardedChatVectorEnv):
+    """N ``UserLMMathEnv`` stepped together, with one batched user call per step (see ``ShardedChatVectorEnv``).
+
+    Args:
+        num_envs: number of sub-envs.
+        **kwargs: ``UserLMMathEnv`` arguments; the user, task source and judge are built once and shared.
+    """
+
+    env_class = UserLMMathEnv

@@ -18,6 +18,7 @@ more message and ``termination_probe`` records whether it ended the conversation
 
 from __future__ import annotations
 
+import functools
 import json
 import time
 import warnings
@@ -30,15 +31,11 @@ import numpy as np
 
 from userlm_env.backends.errors import BackendError
 from userlm_env.episode_log import EpisodeLog
-from userlm_env.tasks import ShardedTask, TaskSource, make_task_source
+from userlm_env.tasks import ShardedTask, TaskSource
 from userlm_env.users import UserRequest, UserSimulator
 
 SETTINGS = ("FULL", "CONCAT", "SHARDED")
 SINGLE_TURN_USERS = {"FULL": "full", "CONCAT": "concat"}
-DEFAULT_SYSTEM_PROMPT = (
-    "You are a helpful math assistant. The user may give the problem in pieces; ask for what is missing. "
-    "When you can solve it, end with: The answer is <number>."
-)
 
 
 @dataclass
@@ -51,8 +48,10 @@ class EvalConfig:
     """user simulator specs for the SHARDED setting, or UserSimulator objects"""
     settings: list[str] = field(default_factory=lambda: list(SETTINGS))
     """any of FULL, CONCAT, SHARDED"""
+    env: str = "UserLM-Math-v0"
+    """env id: UserLM-Math-v0 / UserLM-Code-v0 (or math / code)"""
     tasks: str = "procedural"
-    """task spec (procedural, gsm8k, gsm8k:PATH, lic:PATH)"""
+    """task spec of the env (math: procedural, gsm8k, gsm8k:PATH, lic:PATH; code: code:procedural, humaneval...)"""
     num_tasks: int = 5
     """tasks drawn from the source (seeded)"""
     runs_per_task: int = 10
@@ -65,8 +64,8 @@ class EvalConfig:
     """episodes stepped together (batched model calls)"""
     reward: str = "lic"
     """reward preset logged with each step (scores do not depend on it)"""
-    system_prompt: str = DEFAULT_SYSTEM_PROMPT
-    """system prompt of model assistants ('' for none)"""
+    system_prompt: str | None = None
+    """system prompt of model assistants (None: the env's default, agents.prompts; '' for none)"""
     max_new_tokens: int = 160
     """assistant reply length limit in tokens"""
     temperature: float = 0.7
@@ -208,21 +207,23 @@ def run_evaluation(
         resume: continue an existing log: episodes already in it are not run again.
         overwrite: start the log over.
         make_env: ``make_env(user=..., tasks=..., reward=..., max_turns=...)`` -> an unwrapped env
-            (default: :class:`~userlm_env.envs.math_env.UserLMMathEnv`).
+            (default: ``make_unwrapped_env(config.env, ...)``).
         on_run_start: called with each run and its number of episodes still to do.
         on_episode: called with each finished record.
     """
     from agents import make_assistant
+    from agents.prompts import default_system_prompt
     from userlm_env.backends.transformers_backend import SamplingParams
-    from userlm_env.envs.math_env import UserLMMathEnv
+    from userlm_env.envs import make_env_task_source, make_unwrapped_env
     from userlm_env.rollout import run_episodes
     from userlm_env.users import make_user
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     log = EpisodeLog(out_dir / "episodes.jsonl", resume=resume, overwrite=overwrite)
-    make_env = make_env or UserLMMathEnv
-    source = make_task_source(config.tasks)
+    make_env = make_env or functools.partial(make_unwrapped_env, config.env)
+    source = make_env_task_source(config.env, config.tasks)
+    system_prompt = default_system_prompt(config.env) if config.system_prompt is None else config.system_prompt
     tasks = choose_tasks(source, config.num_tasks, config.seed)
     by_id = {t.task_id: t for t in tasks}
     seeds, options = episode_plan(tasks, config.runs_per_task, config.seed)
@@ -246,7 +247,7 @@ def run_evaluation(
             assistants[run.assistant] = make_assistant(
                 assistant_specs[run.assistant],
                 device=config.device,
-                system_prompt=config.system_prompt or None,
+                system_prompt=system_prompt or None,
                 sampling=sampling,
             )
         user = make_user(user_specs[run.user], device=config.device)
@@ -269,6 +270,7 @@ def run_evaluation(
                 batch_size=config.batch_size,
                 log=log,
                 meta={
+                    "env": config.env,
                     "setting": run.setting,
                     "assistant": run.assistant,
                     "user": run.user,

@@ -40,10 +40,21 @@ INTENT_TEMPLATE = (
     "The details you know, which you share bit by bit as the conversation goes:\n{details}\n"
     "You do not know the answer yourself. End the conversation once the assistant has given you an answer."
 )
+CODE_INTENT_TEMPLATE = (
+    "You are a user chatting with an AI assistant to get a Python function written. "
+    "What you want: {question}\n"
+    "The requirements you know, which you share bit by bit as the conversation goes:\n{details}\n"
+    "You do not write the code yourself. End the conversation once the assistant has given you the function."
+)
+INTENT_TEMPLATES = {"math": INTENT_TEMPLATE, "code": CODE_INTENT_TEMPLATE}
 
 
-def task_intent(task: ShardedTask, template: str = INTENT_TEMPLATE) -> str:
-    """The intent (system message) for ``task``: its question and every detail as a list."""
+def task_intent(task: ShardedTask, template: str | None = None) -> str:
+    """The intent (system message) for ``task``: its question and every detail as a list.
+
+    ``template`` defaults to the one for the task's kind (:data:`INTENT_TEMPLATES`: math, code).
+    """
+    template = template or INTENT_TEMPLATES.get(task.kind, INTENT_TEMPLATE)
     details = "\n".join(f"- {s.text}" for s in task.shards[1:]) or "- (none)"
     return template.format(question=task.shards[0].text, details=details, instruction=task.instruction)
 
@@ -63,7 +74,8 @@ class UserLMConfig:
         max_intent_similarity: resample a turn this similar (difflib ratio) to the intent; 1 disables.
         separator: header/content separator of the fallback template (used when the tokenizer has no
             UserLM template of its own).
-        intent_template: how a task becomes the intent (``{question}``, ``{details}``, ``{instruction}``).
+        intent_template: how a task becomes the intent (``{question}``, ``{details}``, ``{instruction}``);
+            None = the template for the task's kind (:data:`INTENT_TEMPLATES`).
     """
 
     sampling: SamplingParams = SamplingParams(max_new_tokens=96, temperature=0.6, top_p=0.9)
@@ -75,7 +87,7 @@ class UserLMConfig:
     block_repeats: bool = True
     max_intent_similarity: float = 0.8
     separator: str = DEFAULT_SEPARATOR
-    intent_template: str = INTENT_TEMPLATE
+    intent_template: str | None = None
 
     def __post_init__(self) -> None:
         if not 0 < self.min_words <= self.max_words:
