@@ -240,6 +240,9 @@ def conversation_from_record(record: dict, source: str, fallback_id: str, fmt: s
             messages.append({"role": _sharegpt_role(turn.get("role")), "content": _content(turn.get("content"))})
     conv_id = record.get("id") or record.get("conversation_hash") or record.get("conversation_id") or fallback_id
     meta = {k: record[k] for k in ("language", "intent", "model", "toxic") if k in record}
+    if isinstance(record.get("meta"), dict):  # our own JSONL (save_jsonl) keeps meta nested
+        meta.update(record["meta"])
+    source = record["source"] if isinstance(record.get("source"), str) else source
     return Conversation(id=str(conv_id), messages=messages, source=source, meta=meta)
 
 
@@ -428,15 +431,27 @@ _ENGLISH_STOPWORDS = frozenset(
     "my your our their me him her them what which who how why when where can could would should will do does did "
     "not no yes if then so as at by from about into than please write make give tell explain".split()
 )
+# Frequent function words of other Latin-script languages (German, French, Spanish, Portuguese, Italian, Dutch).
+_FOREIGN_STOPWORDS = (
+    frozenset(
+        "der die das und ich nicht ist ein eine einem einen mit wie auf fur für nach sie wir auch "
+        "de le la les et est pas une des du au aux je vous nous pour dans avec sur que qui "
+        "el los las y es por para con una del lo como pero mas más su al "
+        "não uma você com os em ao da do "
+        "il di che non per gli della sono "
+        "het een en van niet zijn ik".split()
+    )
+    - _ENGLISH_STOPWORDS
+)
 _WORD = re.compile(r"[^\W\d_]+", re.UNICODE)
 
 
 def english_score(text: str) -> float:
-    """A cheap English score in [0, 1]: share of letters that are ASCII times a stopword presence term.
+    """A cheap English score in [0, 1]: share of ASCII letters, scaled down when foreign function words win.
 
     Not a language identifier: it separates English from non-Latin scripts reliably and from other
-    Latin-script languages roughly (through English stopwords). WildChat records carry a real
-    ``language`` field, which :func:`filter_reason` prefers when present.
+    Latin-script languages roughly (English function words minus those of six other languages).
+    WildChat records carry a real ``language`` field, which :func:`filter_reason` prefers when present.
     """
     letters = [c for c in text if c.isalpha()]
     if not letters:
@@ -445,8 +460,9 @@ def english_score(text: str) -> float:
     words = [w.lower() for w in _WORD.findall(text)]
     if len(words) < 4:
         return ascii_share
-    stop_share = sum(w in _ENGLISH_STOPWORDS for w in words) / len(words)
-    return ascii_share * min(1.0, stop_share / 0.1)
+    english = sum(w in _ENGLISH_STOPWORDS for w in words)
+    foreign = sum(w in _FOREIGN_STOPWORDS for w in words)
+    return ascii_share * (1.0 if foreign <= english else english / foreign)
 
 
 @dataclass

@@ -64,3 +64,38 @@ def has_userlm_template(tokenizer) -> bool:
         return False
     tail = text[text.rfind(START_HEADER) :] if START_HEADER in text else ""
     return tail.startswith(f"{START_HEADER}user{END_HEADER}")
+
+
+def parse_userlm_prompt(text: str, separator: str = DEFAULT_SEPARATOR) -> tuple[list[dict[str, str]], bool]:
+    """Parse text in UserLM's format back into messages (the inverse of :func:`render_userlm_prompt`).
+
+    Args:
+        text: a rendering, with or without the leading ``<|begin_of_text|>``; it may end with an
+            open header (the generation prompt) or with a partial, unterminated turn.
+        separator: the header/content separator the text was rendered with.
+
+    Returns:
+        ``(messages, opens_user_turn)``: the messages (``role``/``content``, content stripped; a
+        last turn without ``<|eot_id|>`` is included as it is) and whether the text ends by
+        opening an empty ``user`` turn.
+
+    Raises:
+        ValueError: a header is not followed by ``separator`` or a role header is malformed.
+    """
+    body = text[len(BEGIN_OF_TEXT) :] if text.startswith(BEGIN_OF_TEXT) else text
+    messages: list[dict[str, str]] = []
+    opens_user = False
+    for chunk in body.split(START_HEADER)[1:]:
+        role, found, rest = chunk.partition(END_HEADER)
+        if not found:
+            raise ValueError(f"malformed header: {START_HEADER}{chunk[:40]!r} has no {END_HEADER}")
+        if not rest.startswith(separator):
+            raise ValueError(f"the {role!r} header is not followed by the separator {separator!r}: {rest[:20]!r}")
+        content = rest[len(separator) :]
+        if content.endswith(END_OF_TURN):
+            messages.append({"role": role, "content": content[: -len(END_OF_TURN)].strip()})
+        elif content == "" and role == "user":
+            opens_user = True
+        else:
+            messages.append({"role": role, "content": content.strip()})
+    return messages, opens_user
