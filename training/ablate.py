@@ -23,10 +23,8 @@ return under each ``--rewards`` configuration from its unweighted components (``
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import json
-import sys
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -473,26 +471,9 @@ def ablate(args: AblateArgs, **grpo_overrides: Any) -> list[dict[str, Any]]:
 
 def parse_args(argv: list[str] | None = None) -> AblateArgs:
     """Parse the command line (``HfArgumentParser``; field docstrings become ``--help``)."""
-    from transformers import HfArgumentParser
+    from training.args import parse_args as parse
 
-    from training.grpo import field_docs
-
-    docs = field_docs(AblateArgs)
-    documented = dataclasses.make_dataclass(
-        "AblateArgs",
-        [
-            (
-                f.name,
-                f.type,
-                field(default_factory=f.default_factory, metadata={"help": docs.get(f.name, "")})
-                if f.default_factory is not dataclasses.MISSING
-                else field(default=f.default, metadata={"help": docs.get(f.name, "")}),
-            )
-            for f in dataclasses.fields(AblateArgs)
-        ],
-    )
-    (parsed,) = HfArgumentParser(documented).parse_args_into_dataclasses(args=sys.argv[1:] if argv is None else argv)
-    return AblateArgs(**dataclasses.asdict(parsed))
+    return parse(AblateArgs, argv)
 
 
 if __name__ == "__main__":

@@ -78,21 +78,10 @@ class Args:
 
 def parse_args(argv: list[str] | None = None) -> Args:
     """Parse the command line with ``transformers.HfArgumentParser`` (field docstrings as ``--help``)."""
-    from transformers import HfArgumentParser
-
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-    from training.train_userlm import field_docs
+    from training.args import parse_args as parse
 
-    docs = field_docs(Args)
-    documented = dataclasses.make_dataclass(
-        "Args",
-        [
-            (f.name, f.type, dataclasses.field(default=f.default, metadata={"help": docs.get(f.name, "")}))
-            for f in dataclasses.fields(Args)
-        ],
-    )
-    (parsed,) = HfArgumentParser(documented).parse_args_into_dataclasses(args=argv)
-    args = Args(**dataclasses.asdict(parsed))
+    args = parse(Args, argv)
     if not args.run_dir:
         raise SystemExit("--run_dir is required (a train_userlm.py run folder)")
     return args

@@ -24,19 +24,18 @@ The model saved in ``{run_dir}/final`` loads as a user simulator:
 
 from __future__ import annotations
 
-import ast
 import dataclasses
-import inspect
 import json
 import random
-import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
+
+from training import args as args_lib
 
 
 @dataclass
@@ -225,46 +224,12 @@ PRESETS: dict[str, dict[str, Any]] = {
 
 def make_args(preset: str = "tiny", **overrides: Any) -> Args:
     """``Args`` from a preset plus overrides (in-process use, e.g. tests)."""
-    if preset not in PRESETS:
-        raise ValueError(f"unknown preset {preset!r}; presets: {sorted(PRESETS)}")
-    return Args(**{"preset": preset, **PRESETS[preset], **overrides})
-
-
-def field_docs(cls) -> dict[str, str]:
-    """Each dataclass field's docstring (the string literal on the line after it), for ``--help``."""
-    body = ast.parse(inspect.getsource(cls)).body[0].body
-    docs = {}
-    for node, nxt in zip(body, body[1:]):
-        if isinstance(node, ast.AnnAssign) and isinstance(getattr(nxt, "value", None), ast.Constant):
-            docs[node.target.id] = str(nxt.value.value)
-    return docs
+    return args_lib.make_args(Args, PRESETS, preset, **overrides)
 
 
 def parse_args(argv: list[str] | None = None) -> Args:
     """Parse the command line with ``transformers.HfArgumentParser``; ``--preset`` sets the defaults."""
-    from transformers import HfArgumentParser
-
-    docs = field_docs(Args)
-    documented = dataclasses.make_dataclass(
-        "Args",
-        [
-            (f.name, f.type, field(default=f.default, metadata={"help": docs.get(f.name, "")}))
-            for f in dataclasses.fields(Args)
-        ],
-    )
-    parser = HfArgumentParser(documented)
-    argv = sys.argv[1:] if argv is None else argv
-    preset = Args.preset
-    for i, token in enumerate(argv):
-        if token == "--preset" and i + 1 < len(argv):
-            preset = argv[i + 1]
-        elif token.startswith("--preset="):
-            preset = token.split("=", 1)[1]
-    if preset not in PRESETS:
-        raise SystemExit(f"unknown --preset {preset!r}; presets: {sorted(PRESETS)}")
-    parser.set_defaults(**PRESETS[preset])
-    (parsed,) = parser.parse_args_into_dataclasses(args=argv)
-    return Args(**{f.name: getattr(parsed, f.name) for f in dataclasses.fields(Args) if f.name != "run_dir"})
+    return args_lib.parse_args(Args, argv, presets=PRESETS, derived=("run_dir",))
 
 
 # ---------------------------------------------------------------------------------------------
