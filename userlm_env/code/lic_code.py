@@ -34,7 +34,7 @@ from typing import Any
 
 from userlm_env.code.humaneval import prompt_preamble
 from userlm_env.code.sandbox import TestCase
-from userlm_env.tasks.lic import _shards
+from userlm_env.tasks.lic import _shards, read_lic_records
 from userlm_env.tasks.source import TaskList
 from userlm_env.tasks.task import ShardedTask
 
@@ -138,16 +138,7 @@ def load_lic_code_json(path: str | Path) -> TaskList:
             task id, or no usable code record.
     """
     path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"LiC JSON file not found: {str(path)!r}")
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as err:
-        raise ValueError(f"{path}: invalid JSON at line {err.lineno}, column {err.colno}: {err.msg}") from err
-    if isinstance(data, dict) and isinstance(data.get("data"), list):
-        data = data["data"]
-    if not isinstance(data, list):
-        raise ValueError(f"{path}: expected a JSON list of records, got {type(data).__name__}")
+    data = read_lic_records(path)
     stats: Counter[str] = Counter()
     tasks: list[ShardedTask] = []
     seen: dict[str, int] = {}

@@ -35,6 +35,27 @@ _TEXT_KEYS = ("shard", "shard_text", "text")
 _INSTRUCTION_KEYS = ("question", "fully_specified_question", "instruction", "prompt")
 
 
+def read_lic_records(path: str | Path) -> list:
+    """The records of a LiC JSON file: a list, or ``{"data": [...]}``.
+
+    Raises:
+        FileNotFoundError: the file does not exist.
+        ValueError: invalid JSON (line and column named) or a top level that is not a list.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"LiC JSON file not found: {str(path)!r}")
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as err:
+        raise ValueError(f"{path}: invalid JSON at line {err.lineno}, column {err.colno}: {err.msg}") from err
+    if isinstance(data, dict) and isinstance(data.get("data"), list):
+        data = data["data"]
+    if not isinstance(data, list):
+        raise ValueError(f"{path}: expected a JSON list of records, got {type(data).__name__}")
+    return data
+
+
 def _shards(record: dict[str, Any], where: str) -> tuple[Shard, ...]:
     raw = record.get("shards")
     if not isinstance(raw, list) or not raw:
@@ -121,16 +142,7 @@ def load_lic_json(path: str | Path, *, kinds: Iterable[str] = ("math",)) -> Task
             or when no record is kept.
     """
     path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"LiC JSON file not found: {str(path)!r}")
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as err:
-        raise ValueError(f"{path}: invalid JSON at line {err.lineno}, column {err.colno}: {err.msg}") from err
-    if isinstance(data, dict) and isinstance(data.get("data"), list):
-        data = data["data"]
-    if not isinstance(data, list):
-        raise ValueError(f"{path}: expected a JSON list of records, got {type(data).__name__}")
+    data = read_lic_records(path)
     wanted = set(kinds)
     stats: Counter[str] = Counter()
     tasks = []
