@@ -315,3 +315,13 @@ def test_humaneval_hub_loader_offline_says_what_to_do():
     assert out == "loaded 164" or (
         out.startswith("error cannot load 'openai/openai_humaneval'") and "humaneval:PATH" in out
     ), done.stdout + done.stderr
+
+
+def test_code_in_backticks_must_survive_a_rephrasing():
+    """A user turn that garbles an example's expected value does not convey that shard (prompted users resample)."""
+    from userlm_env.shard_detection import fact_is_kept
+
+    shard = "For example, `stutter('guzv')` should return `'gggguuuuzzzzvvvv'`."
+    assert fact_is_kept(shard, "so stutter('guzv') should return 'gggguuuuzzzzvvvv', ok?")
+    assert not fact_is_kept(shard, "stutter('guzv') should return `'gahhhhzzzzzzzzzgggahhhh'`.")
+    assert not fact_is_kept(shard, "it should return 'gggguuuuzzzzvvvv'")  # the call itself is missing

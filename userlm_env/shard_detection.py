@@ -8,6 +8,9 @@ revealed, so the env detects it from the text. Rules (cheap and deterministic):
   one of them appears in the turn and at least one of its content words does too.
 - A shard without numbers is conveyed when at least :data:`WORD_COVERAGE` of its content words
   (lower-cased, stop words removed, plural ``s`` stripped) appear in the turn.
+- Code in backticks (a signature, an example call and its expected value) must appear verbatim:
+  "`stutter('guzv')` should return `'gggguuuuzzzzvvvv'`" is not conveyed by a turn that garbles
+  the expected string.
 
 :func:`fact_is_kept` is the same check used the other way round: does a rephrasing keep the fact?
 """
@@ -22,6 +25,7 @@ from userlm_env.tasks.task import ShardedTask
 WORD_COVERAGE = 0.6
 _NUMBER = re.compile(r"(?<![\w.])-?\d[\d,]*(?:\.\d+)?")
 _WORD = re.compile(r"[a-z]+")
+_CODE = re.compile(r"`([^`]+)`")
 NUMBER_WORDS = {
     "one": "1", "two": "2", "three": "3", "four": "4", "five": "5", "six": "6", "seven": "7", "eight": "8",
     "nine": "9", "ten": "10", "eleven": "11", "twelve": "12", "thirteen": "13", "fourteen": "14",
@@ -64,6 +68,8 @@ def content_words(text: str) -> set[str]:
 
 def fact_is_kept(fact: str, text: str) -> bool:
     """Whether ``text`` conveys ``fact`` (see the module rules)."""
+    if not all(code in text for code in _CODE.findall(fact)):
+        return False
     key_numbers = numbers_in(fact)
     fact_words = content_words(fact)
     text_words = content_words(text)
