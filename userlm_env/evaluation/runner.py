@@ -18,6 +18,7 @@ more message and ``termination_probe`` records whether it ended the conversation
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import time
@@ -233,6 +234,7 @@ def run_evaluation(
     sampling = SamplingParams(
         max_new_tokens=config.max_new_tokens, temperature=config.temperature, top_p=0.95 if config.temperature else 1.0
     )
+    (out_dir / "config.json").write_text(json.dumps(asdict(config), indent=2, default=spec_name) + "\n")
     started = time.perf_counter()
     assistant_specs = {spec_name(a): a for a in config.assistants}
     user_specs = {spec_name(u): u for u in config.users} | {u: u for u in SINGLE_TURN_USERS.values()}
@@ -258,7 +260,7 @@ def run_evaluation(
             if config.termination_probe and not single_turn and record.get("end_reason") == "correct_answer":
                 record["termination_probe"] = termination_probe(user, by_id, record)
 
-        with warnings.catch_warnings():
+        with warnings.catch_warnings(), contextlib.closing(user):
             # single-turn settings reveal every shard at once: "more shards than max_turns" is expected
             warnings.filterwarnings("ignore", message=".*shards but max_turns=1.*")
             run_episodes(
@@ -283,7 +285,5 @@ def run_evaluation(
                 before_log=add_probe,
                 on_episode=on_episode,
             )
-        user.close()
     records = [r for r in log.records if r.get("episode_key") in wanted]
-    (out_dir / "config.json").write_text(json.dumps(asdict(config), indent=2, default=spec_name) + "\n")
     return EvalRun(config, runs, records, log.path, time.perf_counter() - started, resumed_episodes=already_done)
