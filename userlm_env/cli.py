@@ -248,6 +248,7 @@ def _write_evaluation_reports(
 ) -> None:
     from userlm_env.evaluation.analysis import evaluation_metrics, report_tables, write_reports
     from userlm_env.evaluation.human_reference import cached_sharegpt_reference
+    from userlm_env.evaluation.report import format_cell
 
     human = None
     if human_reference:
@@ -265,7 +266,7 @@ def _write_evaluation_reports(
         for i in keep:
             rich_table.add_column(table.columns[i], overflow="fold")
         for row in table.rows:
-            rich_table.add_row(*(_cell(row[i]) for i in keep))
+            rich_table.add_row(*(format_cell(row[i]) for i in keep))
         console.print(rich_table)
     failures = metrics["failures"]
     if failures:
@@ -294,14 +295,6 @@ def _judge_user_turns(out: Path, records: list, spec: str, human_turns: list | N
             cached[key] = judge_users(records, complete, human_turns=human_turns, human_name=HUMAN_ROW, seed=seed)
         cache.write_text(json.dumps(cached, indent=2) + "\n")
     return cached[key]
-
-
-def _cell(value) -> str:
-    if value is None:
-        return "-"
-    if isinstance(value, float):
-        return f"{value:.3g}" if abs(value) < 1000 else f"{value:.0f}"
-    return str(value)
 
 
 def _print_summary(summary: dict, meta: dict, wall: float, ran: int, load_seconds: float) -> None:

@@ -18,6 +18,7 @@ import numpy as np
 
 from userlm_env.evaluation.assistant_metrics import attempt_stats, lic_metrics_with_ci, relative_drop, scores_by_task
 from userlm_env.evaluation.plots import bar_chart_with_ci, turn_curve
+from userlm_env.evaluation.records import opening_shards
 from userlm_env.evaluation.report import (
     ReportFigure,
     ReportTable,
@@ -90,8 +91,7 @@ def revealed_by_turn(records: Sequence[Mapping[str, Any]], max_turns: int) -> li
         if record.get("error") or not record.get("num_shards"):
             continue
         steps = record.get("steps") or []
-        opening = record.get("opening_shards")
-        counts = [len(opening) if opening is not None else 0]
+        counts = [len(opening_shards(record))]
         counts += [len(s.get("shards_revealed") or []) for s in steps if s.get("end_reason") in (None, "user_ended")]
         counts += [counts[-1]] * max(0, max_turns - len(counts))
         curves.append([c / record["num_shards"] for c in counts[:max_turns]])
@@ -183,11 +183,6 @@ def evaluation_metrics(
     }
 
 
-def _round(value: float | None) -> float | None:
-    """Scores in points to one decimal (None for NaN)."""
-    return None if value is None or math.isnan(value) else round(float(value), 1)
-
-
 def _ci(interval: Sequence[float]) -> str:
     lo, hi = interval
     return "—" if math.isnan(lo) else f"[{lo:.1f}, {hi:.1f}]"
@@ -221,10 +216,10 @@ def report_tables(metrics: Mapping[str, Any]) -> list[ReportTable]:
                 r["tasks"],
                 r["runs"],
                 r["errors"],
-                _round(r["P"]),
+                r["P"],
                 _ci(r["P_ci"]),
-                _round(r["A90"]),
-                _round(r["U90_10"]),
+                r["A90"],
+                r["U90_10"],
                 _ci(r["U90_10_ci"]),
                 r["first_attempt_turn"],
                 r["attempts_per_episode"],
@@ -257,10 +252,10 @@ def report_tables(metrics: Mapping[str, Any]) -> list[ReportTable]:
                     [
                         d["assistant"],
                         d["user"],
-                        *(_round(d[k]) for k in ("P_FULL", "P_CONCAT", "P_SHARDED", "drop_pct")),
+                        *(d[k] for k in ("P_FULL", "P_CONCAT", "P_SHARDED", "drop_pct")),
                         _ci(d["drop_ci"]),
-                        _round(d["U90_10_FULL"]),
-                        _round(d["U90_10_SHARDED"]),
+                        d["U90_10_FULL"],
+                        d["U90_10_SHARDED"],
                     ]
                     for d in metrics["drops"]
                 ],
@@ -274,8 +269,7 @@ def report_tables(metrics: Mapping[str, Any]) -> list[ReportTable]:
     rows = []
     for key, name in USER_METRIC_ROWS:
         row = [name, *(metrics["users"][u].get(key) for u in users)] + ([human.get(key)] if human else [])
-        row = [None if isinstance(v, float) and math.isnan(v) else v for v in row]
-        if any(v is not None for v in row[1:]):
+        if any(v is not None and not (isinstance(v, float) and math.isnan(v)) for v in row[1:]):
             rows.append(row)
     if users:
         reference = metrics.get("human_reference") or {}
@@ -303,13 +297,7 @@ def report_tables(metrics: Mapping[str, Any]) -> list[ReportTable]:
                 rows=[[f["episode_key"], " ".join(f["error"])] for f in metrics["failures"]],
             )
         )
-    return [_without_nan(t) for t in tables]
-
-
-def _without_nan(table: ReportTable) -> ReportTable:
-    """NaN cells (undefined metrics, e.g. first attempt turn without attempts) shown as missing."""
-    table.rows = [[None if isinstance(v, float) and math.isnan(v) else v for v in row] for row in table.rows]
-    return table
+    return tables
 
 
 def report_figures(metrics: Mapping[str, Any]) -> list[ReportFigure]:

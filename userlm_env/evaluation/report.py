@@ -36,6 +36,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from userlm_env.evaluation.records import opening_shards
+
 __all__ = [
     "ReportTable",
     "ReportFigure",
@@ -309,18 +311,6 @@ def select_episodes(episodes: Sequence[dict[str, Any]], max_episodes: int | None
     return sorted(chosen)
 
 
-def _opening_shards(episode: dict[str, Any]) -> list[Any]:
-    """Shard ids revealed by the opening user message (the record's field, else from step 0)."""
-    if episode.get("opening_shards") is not None:
-        return list(episode["opening_shards"])
-    steps = episode.get("steps") or []
-    if not steps:
-        return []
-    first = steps[0]
-    new = {str(s) for s in first.get("new_shards") or []}
-    return [s for s in first.get("shards_revealed") or [] if str(s) not in new]
-
-
 def _shard_texts(episode: dict[str, Any]) -> dict[str, str]:
     texts = {}
     for shard in episode.get("shards") or []:
@@ -414,7 +404,7 @@ def _chat(episode: dict[str, Any], texts: dict[str, str]) -> str:
     ``steps[i]["new_shards"]``; user messages before any assistant reply revealed the opening shards.
     """
     steps = episode.get("steps") or []
-    opening = _opening_shards(episode)
+    opening = opening_shards(episode)
     parts = []
     assistant_turns = 0
     previous_role = None
@@ -440,7 +430,7 @@ def _chat(episode: dict[str, Any], texts: dict[str, str]) -> str:
 
 def _reveal_turns(episode: dict[str, Any]) -> dict[str, int]:
     """When each shard was revealed: 0 for the opening message, k after the k-th assistant reply."""
-    turns = {str(s): 0 for s in _opening_shards(episode)}
+    turns = {str(s): 0 for s in opening_shards(episode)}
     for k, step in enumerate(episode.get("steps") or [], start=1):
         for shard in step.get("new_shards") or []:
             turns.setdefault(str(shard), k)
