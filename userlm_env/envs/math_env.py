@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 import warnings
 from dataclasses import dataclass, field
 from typing import Any
@@ -29,6 +31,7 @@ class EpisodeState:
 
     task: ShardedTask
     user_seed: int
+    max_turns: int
     conversation: list[dict[str, str]] = field(default_factory=list)
     revealed: list[int] = field(default_factory=list)
     turn: int = 0
@@ -55,6 +58,13 @@ class EpisodeState:
             turn=self.user_turns,
             seed=(self.user_seed + 104729 * self.user_turns) % SEED_SPACE,
         )
+
+
+def _copy_state(state: EpisodeState | None) -> EpisodeState | None:
+    """A copy that shares nothing mutable with ``state`` (the task itself is never mutated)."""
+    if state is None:
+        return None
+    return dataclasses.replace(state, conversation=[dict(m) for m in state.conversation], revealed=list(state.revealed))
 
 
 class ShardedChatEnv(gym.Env[list, str]):
@@ -97,6 +107,8 @@ class ShardedChatEnv(gym.Env[list, str]):
         self.action_space = Reply(max_reply_chars)
         self.observation_space = Conversation(max_messages=2 * max_turns + 2)
         self._state: EpisodeState | None = None
+        self._pending: tuple | None = None
+        self._last_user: tuple[UserTurn, list[int]] = (UserTurn(text=""), [])
         self._warned_turns = False
 
     # ------------------------------------------------------------------ family hooks
@@ -138,14 +150,16 @@ class ShardedChatEnv(gym.Env[list, str]):
     def begin_reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> UserRequest:
         """First half of ``reset``: draw the task and the user seed; return the request for the opening turn."""
         super().reset(seed=seed)
-        task = self._choose_task(options or {})
+        options = options or {}
+        task = self._choose_task(options)
         self.check_task(task)
+        max_turns = self._episode_max_turns(options)
         user_seed = int(self.np_random.integers(SEED_SPACE))
-        self._state = EpisodeState(task=task, user_seed=user_seed)
+        self._state = EpisodeState(task=task, user_seed=user_seed, max_turns=max_turns)
         self._pending = None
-        if task.num_shards > self.max_turns and not self._warned_turns:
+        if task.num_shards > max_turns and not self._warned_turns:
             warnings.warn(
-                f"task {task.task_id!r} has {task.num_shards} shards but max_turns={self.max_turns}: "
+                f"task {task.task_id!r} has {task.num_shards} shards but max_turns={max_turns}: "
                 "episodes will be truncated before every shard can be revealed",
                 stacklevel=3,
             )
@@ -157,6 +171,17 @@ class ShardedChatEnv(gym.Env[list, str]):
         if self.render_mode == "human":
             self.render()
         return self._obs(), self._info(judgement=None, components=dict.fromkeys(COMPONENTS, 0.0))
+
+    def _episode_max_turns(self, options: dict[str, Any]) -> int:
+        """``options["max_turns"]`` (at most the env's ``max_turns``, which sizes the observation space)."""
+        if "max_turns" not in options:
+            return self.max_turns
+        value = options["max_turns"]
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or not 1 <= value <= self.max_turns:
+            raise ValueError(
+                f"options['max_turns'] must be an int in 1..{self.max_turns} (the env's max_turns), got {value!r}"
+            )
+        return int(value)
 
     def _choose_task(self, options: dict[str, Any]) -> ShardedTask:
         if "task" in options:
@@ -173,16 +198,36 @@ class ShardedChatEnv(gym.Env[list, str]):
 
     # ------------------------------------------------------------------ step
     def step(self, action: str):
-        """Judge the assistant's reply, score it, and let the user answer unless the episode ends."""
-        pending = self.act(action)
-        if pending is not None:
-            try:
-                turn = self.user.respond(pending)
-            except BackendError as err:
-                self.fail_user(err)
-            else:
-                self.observe_user(turn)
-        return self.step_result()
+        """Judge the assistant's reply, score it, and let the user answer unless the episode ends.
+
+        A step is atomic: if anything in it raises (a judge or user bug; model-server faults do not
+        raise, they truncate the episode), the env is left as it was before the call.
+        """
+        checkpoint = self.checkpoint()
+        try:
+            pending = self.act(action)
+            if pending is not None:
+                try:
+                    turn = self.user.respond(pending)
+                except BackendError as err:
+                    self.fail_user(err)
+                else:
+                    self.observe_user(turn)
+            return self.step_result()
+        except BaseException:
+            self.restore(checkpoint)
+            raise
+
+    def checkpoint(self) -> Any:
+        """An opaque copy of the episode's state, for :meth:`restore` when a step fails half-way."""
+        rng = (copy.deepcopy(self._np_random), self._np_random_seed)  # a vector env's autoreset draws from it
+        return _copy_state(self._state), self._pending, self._last_user, rng
+
+    def restore(self, checkpoint: Any) -> None:
+        """Put the episode back to a :meth:`checkpoint` (the env is then exactly as it was)."""
+        state, self._pending, self._last_user, (rng, self._np_random_seed) = checkpoint
+        self._state = _copy_state(state)  # the checkpoint stays valid for another restore
+        self._np_random = copy.deepcopy(rng)
 
     def act(self, action: str) -> UserRequest | None:
         """First half of ``step``: record and judge the reply; return the user request if the chat goes on.
@@ -202,9 +247,9 @@ class ShardedChatEnv(gym.Env[list, str]):
         truncated_reply = len(action) > self.max_reply_chars
         reply = action[: self.max_reply_chars]
         shards_hidden = not state.all_revealed
+        judgement: Judgement = self.judge_reply(reply, state.task)  # before any change: a judge error changes nothing
         state.conversation.append({"role": "assistant", "content": reply})
         state.turn += 1
-        judgement: Judgement = self.judge_reply(reply, state.task)
         if judgement.answer_attempt:
             state.any_attempt = True
             state.last_attempt_turn = state.turn
@@ -213,7 +258,7 @@ class ShardedChatEnv(gym.Env[list, str]):
             state.done, state.end_reason = True, "correct_answer"
         elif judgement.answer_attempt and not shards_hidden:
             state.done, state.end_reason = True, "answered_all_shards"
-        elif state.turn >= self.max_turns:
+        elif state.turn >= state.max_turns:
             state.done, state.end_reason = True, "max_turns"
         self._pending = (judgement, reply, shards_hidden, truncated_reply)
         return None if state.done else state.user_request()
@@ -357,7 +402,8 @@ class UserLMMathEnv(ShardedChatEnv):
     ## Starting State
     `reset(seed=s)` draws the task from `tasks` and the user's sampling seed from `self.np_random`,
     then asks the user for its opening message. `options={"task": ShardedTask}` or
-    `options={"task_index": i}` (finite task sources) pins the task.
+    `options={"task_index": i}` (finite task sources) pins the task; `options={"max_turns": k}`
+    (`k <= max_turns`) shortens this episode's turn limit (the evaluation gives each task its own).
 
     ## Episode End
     1. Termination: an answer attempt is graded correct (the first correct answer ends the chat).
@@ -475,6 +521,15 @@ class ShardedChatVectorEnv(gym.vector.VectorEnv):
         """Step every sub-env (reset the ones that ended last step), with one batched user call."""
         if len(actions) != self.num_envs:
             raise ValueError(f"step got {len(actions)} actions for {self.num_envs} sub-envs")
+        checkpoints = [env.checkpoint() for env in self.envs]
+        try:
+            return self._step(actions)
+        except BaseException:  # atomic: one sub-env's failure leaves every sub-env as it was
+            for env, checkpoint in zip(self.envs, checkpoints):
+                env.restore(checkpoint)
+            raise
+
+    def _step(self, actions):
         pending: list[tuple[int, UserRequest]] = []
         for i, (env, action) in enumerate(zip(self.envs, actions)):
             request = env.begin_reset() if self._autoreset[i] else env.act(action)
