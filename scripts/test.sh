@@ -7,6 +7,7 @@ cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 # The real OpenAI-compatible server the HTTP backend tests run against (compiled once, ~5 min).
 bash scripts/install_llama_server.sh
+bash scripts/install_bubblewrap.sh  # the code sandbox's namespaces (tests run it with and without)
 bash scripts/install_chromium.sh  # headless Chromium: tests/test_report.py opens the HTML report in it
 # Every test must run here: a skip (missing model, server or shared data) fails the run.
 USERLM_ENV_STRICT_SKIPS=1 .venv/bin/python -m pytest -q "$@"
