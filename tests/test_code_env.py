@@ -40,7 +40,7 @@ def test_make_and_full_episode_with_the_replay_user(sandbox):
     env = gym.make("UserLM-Code-v0", user="replay", sandbox=sandbox, max_turns=10)
     obs, info = env.reset(seed=3)
     assert set(info) == MATH_INFO_KEYS | CODE_INFO_KEYS and info["tests_passed"] is None
-    task = env.unwrapped._state.task
+    task = env.unwrapped.task
     while len(info["shards_revealed"]) < task.num_shards:
         obs, reward, terminated, truncated, info = env.step("Could you tell me more about what it should do?")
         assert info["reply_kind"] == "clarification" and reward == 0 and not terminated
@@ -56,7 +56,7 @@ def test_hidden_tests_and_solution_never_reach_the_observation(sandbox):
     """The obs holds the revealed shards only: no canonical code, no hidden test values."""
     env = UserLMCodeEnv(user="replay", sandbox=sandbox, max_turns=10)
     obs, info = env.reset(seed=11)
-    task = env._state.task
+    task = env.task
     for _ in range(task.num_shards + 1):
         obs, *_ = env.step("What else?")
     text = json.dumps(obs)
@@ -70,7 +70,7 @@ def test_wrong_code_is_premature_and_last_attempt_scores(sandbox):
     """Under 'shaped', wrong code while shards are hidden is penalised; the episode score is the last attempt."""
     env = UserLMCodeEnv(user="replay", sandbox=sandbox, reward="shaped", max_turns=10)
     obs, info = env.reset(seed=5)
-    task = env._state.task
+    task = env.task
     entry = task.metadata["entry_point"]
     obs, reward, terminated, truncated, info = env.step(fenced(f"def {entry}(*args):\n    return None\n"))
     assert info["answer_attempt"] and info["correct"] is False and not terminated

@@ -43,7 +43,7 @@ def test_real_episode_with_bundled_model_as_user_and_assistant(assistant):
     assert len(infos[-1]["shards_revealed"]) >= 2
     assert set(infos[-1]["reward_components"]) == set(COMPONENTS)
     assert infos[-1]["reply_kind"] is not None
-    task = env._state.task
+    task = env.task
     first_user = users[0]
     later_numbers = {n for s in task.shards[1:] for n in __import__("re").findall(r"\d+", s.text)}
     assert not later_numbers & set(__import__("re").findall(r"\d+", first_user)), "opening turn leaked a later shard"

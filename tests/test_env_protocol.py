@@ -46,7 +46,7 @@ def make(tasks="procedural", **kwargs):
 
 def task_of(env):
     """The hidden task of the running episode."""
-    return env.unwrapped._state.task
+    return env.unwrapped.task
 
 
 def wrong(task) -> str:
@@ -75,7 +75,7 @@ def reveal_all(env, reply: str = ASK):
     """Step with ``reply`` until every shard is revealed; return the last step's tuple."""
     task = task_of(env)
     out = None
-    while len(env.unwrapped._state.revealed) < task.num_shards:
+    while len(env.unwrapped.episode.revealed) < task.num_shards:
         out = env.step(reply)
         assert not (out[2] or out[3]), "episode ended before all shards were revealed"
     return out

@@ -180,7 +180,7 @@ SCRIPT = [
 
 
 def _reply(step: int, env) -> str:
-    task = env.unwrapped._state.task
+    task = env.unwrapped.task
     if step < len(SCRIPT):
         reply = SCRIPT[step]
         return f"The answer is {int(task.answer) + 3}." if reply == "WRONG" else reply

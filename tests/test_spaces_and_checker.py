@@ -64,7 +64,7 @@ def test_passive_checker_quiet_on_a_full_episode():
         warnings.simplefilter("error")
         env = gym.make("UserLM-Math-v0", user="replay")
         obs, info = env.reset(seed=0)
-        task = env.unwrapped._state.task
+        task = env.unwrapped.task
         for _ in range(task.num_shards - 1):
             env.step("Could you tell me more?")
         obs, reward, terminated, truncated, info = env.step(f"The answer is {task.answer}.")

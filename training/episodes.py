@@ -167,7 +167,7 @@ def collect_episodes(
         observations.append(obs)
         views.append(render_ids(tokenizer, head + obs, open_turn=True))
         episodes.append(EpisodeTokens(prompt_ids=list(views[-1]), transcript=obs))
-    active = [i for i, env in enumerate(envs) if not env._state.done]
+    active = [i for i, env in enumerate(envs) if not env.episode.done]
     turn = 0
     while active:
         sampled = _sample(
