@@ -314,3 +314,15 @@ def test_env_tokens_get_no_gradient(grpo_trainer):
         _loss_grads(grpo_trainer, prompt_ids, ids, unmasked),
         atol=1e-6,
     )
+
+
+def test_env_factory_builds_any_registered_env():
+    from training.grpo import make_args, make_env_factory
+    from userlm_env import UserLMCodeEnv, UserLMMathEnv
+
+    assert isinstance(make_env_factory(make_args("tiny"))(), UserLMMathEnv)
+    code_args = make_args("tiny", env="code", tasks="code:procedural")
+    env = make_env_factory(code_args)()
+    assert isinstance(env, UserLMCodeEnv) and code_args.run_name.startswith("UserLM-Code-v0__grpo__")
+    obs, _ = env.reset(seed=0)
+    assert obs[-1]["role"] == "user"

@@ -20,7 +20,7 @@ def tiny_chat(tmp_path_factory):
 
 
 def tiny_args(tmp_path, model, **overrides) -> ppo.Args:
-    settings = dict(model=str(model), output_dir=str(tmp_path), num_iterations=2, episodes_per_iteration=4,
+    settings = dict(policy=str(model), output_dir=str(tmp_path), num_iterations=2, episodes_per_iteration=4,
                     num_minibatches=2, update_epochs=2, max_turns=2, max_new_tokens=8, max_completion_tokens=96,
                     eval_episodes=0, learning_rate=1e-3)
     settings.update(overrides)
@@ -138,7 +138,7 @@ def test_args_validation_and_cli(tmp_path):
     with pytest.raises(ValueError, match="kl_estimator"):
         ppo.Args(kl_estimator="k2")
     args = ppo.parse_args(["--seed", "3", "--kl_estimator", "k3", "--no_norm_adv", "--output_dir", str(tmp_path)])
-    assert (args.seed, args.kl_estimator, args.norm_adv, args.run_name) == (3, "k3", False, "ppo__tiny__3")
+    assert (args.seed, args.kl_estimator, args.norm_adv, args.run_name) == (3, "k3", False, "UserLM-Math-v0__ppo__tiny__3")
     assert args.minibatch_size == args.episodes_per_iteration // args.num_minibatches
 
 
@@ -223,5 +223,20 @@ def test_eval_only_scores_the_checkpoint_without_training(tmp_path, tiny_chat):
     ppo.main(tiny_args(tmp_path, tiny_chat, num_iterations=1))
     record = ppo.main(tiny_args(tmp_path, tiny_chat, num_iterations=5, eval_only=True, eval_episodes=2))
     assert record["iteration"] == 1 and record["eval/turns"] > 0
-    state = torch.load(tmp_path / f"ppo__{tiny_chat.name}__1" / "checkpoint" / "state.pt", weights_only=False)
+    state = torch.load(tmp_path / f"UserLM-Math-v0__ppo__{tiny_chat.name}__1" / "checkpoint" / "state.pt", weights_only=False)
     assert state["iteration"] == 1
+
+
+def test_trains_on_any_registered_env(tmp_path, tiny_chat):
+    """``--env code`` trains in UserLM-Code-v0 (its default task source) with the same script."""
+    record = ppo.main(tiny_args(tmp_path, tiny_chat, env="code", num_iterations=1))
+    assert record["iteration"] == 1
+    assert (tmp_path / f"UserLM-Code-v0__ppo__{tiny_chat.name}__1" / "metrics.jsonl").exists()
+
+
+def test_presets_and_parser_shared_with_grpo():
+    args = ppo.parse_args(["--preset", "smollm2-cpu", "--env", "code", "--max_turns", "3"])
+    assert (args.policy, args.lora_r, args.max_turns, args.env) == ("smollm2-135m", 16, 3, "code")
+    assert args.run_name.startswith("UserLM-Code-v0__ppo__smollm2-135m")
+    with pytest.raises(SystemExit, match="unknown --preset"):
+        ppo.parse_args(["--preset", "nope"])

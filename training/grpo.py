@@ -79,11 +79,14 @@ class Args:
     """no per-step metric lines on stdout (the JSONL file is still written)"""
 
     # Environment
+    env: str = "UserLM-Math-v0"
+    """any registered env id (`UserLM-Math-v0`, `UserLM-Code-v0`; or `math` / `code`)"""
     user: str = "replay"
     """user simulator spec (userlm_env.users): replay, prompted:smollm2-135m,
     userlm:http://HOST:PORT/v1?tokenizer=microsoft/UserLM-8b, ..."""
-    tasks: str = "procedural"
-    """task source spec (userlm_env.tasks)"""
+    tasks: str = ""
+    """task source spec of the env (math: procedural, gsm8k, ...; code: code:procedural, humaneval:PATH);
+    empty = the env's default"""
     reward: str = "lic:clarification=1,premature_answer=-1"
     """reward preset with optional overrides (userlm_env.rewards), e.g. `lic`, `shaped:turn=0`"""
     max_turns: int = 3
@@ -233,10 +236,12 @@ PRESETS: dict[str, dict[str, Any]] = {
 
 def default_run_name(args: Args) -> str:
     """Deterministic run name: env, experiment, policy, reward and seed (no timestamp)."""
+    from userlm_env.envs import resolve_env_id
+
     policy = Path(args.policy).name or args.policy
     user = args.user.split("?")[0].replace("http://", "").replace("/", "-").replace(":", "-")
     reward = args.reward.replace(":", "-").replace(",", "_").replace("=", "")
-    return f"UserLM-Math-v0__{args.exp_name}__{policy}__{user}__{reward}__{args.seed}"
+    return f"{resolve_env_id(args.env)}__{args.exp_name}__{policy}__{user}__{reward}__{args.seed}"
 
 
 def make_args(preset: str = "tiny", **overrides: Any) -> Args:
@@ -255,12 +260,14 @@ def parse_args(argv: list[str] | None = None) -> Args:
 
 
 def make_env_factory(args: Args):
-    """``make_env()`` building one unwrapped ``UserLMMathEnv``; the user simulator is built once and shared."""
-    from userlm_env.envs.math_env import UserLMMathEnv
+    """``make_env()`` building one unwrapped ``args.env``; the user and the task source are built once and shared."""
+    from userlm_env.envs import make_env_task_source, make_unwrapped_env
     from userlm_env.users import make_user
 
-    user = make_user(args.user)
-    return functools.partial(UserLMMathEnv, user=user, tasks=args.tasks, reward=args.reward, max_turns=args.max_turns)
+    kwargs = {"user": make_user(args.user), "reward": args.reward, "max_turns": args.max_turns}
+    if args.tasks:
+        kwargs["tasks"] = make_env_task_source(args.env, args.tasks)
+    return functools.partial(make_unwrapped_env, args.env, **kwargs)
 
 
 TINY_QUESTIONS = ("Could you tell me more about the problem?", "What are the numbers?", "Can you give me more details?")

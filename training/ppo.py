@@ -6,30 +6,30 @@ scores every policy token with a value head and a frozen reference model, runs G
 assistant tokens of each episode (the user's tokens are context only: no loss, and GAE skips
 them), and takes several epochs of clipped PPO minibatch steps.
 
-    python -m training.ppo --model tiny                  # CPU preset, about a minute an iteration
-    python -m training.ppo --model smollm2-135m --lora_r 16 --device cuda --episodes_per_iteration 64
+    python -m training.ppo --preset tiny                 # CPU, tiny policy, replay user (seconds an iteration)
+    python -m training.ppo --preset smollm2-cpu          # CPU, bundled SmolLM2-135M + LoRA (minutes an iteration)
+    python -m training.ppo --policy HuggingFaceTB/SmolLM2-1.7B-Instruct --lora_r 32 --device cuda --env code
 """
 
 from __future__ import annotations
 
-import ast
 import copy
-import inspect
 import json
 import os
 import random
 import time
-import types
 import warnings
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn as nn
 
+from training import args as args_lib
 from training.episodes import EpisodeTokens, collect_episodes, episode_summary
 from userlm_env.backends.transformers_backend import SamplingParams
+from userlm_env.envs import make_env_task_source, make_unwrapped_env, resolve_env_id
 from userlm_env.envs.math_env import UserLMMathEnv
 from userlm_env.rewards import COMPONENTS
 
@@ -38,6 +38,9 @@ from userlm_env.rewards import COMPONENTS
 class Args:
     """Command-line arguments (every field is a flag: `--name value`)."""
 
+    preset: str = "tiny"
+    """named defaults: `tiny` (CPU, warm-started tiny policy), `smollm2-cpu` (CPU, bundled SmolLM2-135M +
+    LoRA); explicit flags override them"""
     exp_name: str = "ppo"
     """name of this experiment (part of the run name)"""
     seed: int = 1
@@ -51,7 +54,7 @@ class Args:
     output_dir: str = "runs"
     """where runs/<run_name>/ (metrics.jsonl, checkpoint/, events) go"""
     run_name: str | None = None
-    """default: <exp_name>__<model>__<seed>; a run with the same name resumes from its checkpoint"""
+    """default: <env>__<exp_name>__<policy>__<seed>; a run with the same name resumes from its checkpoint"""
     resume: bool = True
     """continue from <output_dir>/<run_name>/checkpoint when it exists"""
     track: bool = False
@@ -60,7 +63,7 @@ class Args:
     """save a checkpoint every this many iterations (and at the end)"""
 
     # Model
-    model: str = "tiny"
+    policy: str = "tiny"
     """policy: "tiny" (a warm-started tiny Llama, see build_tiny_policy), "smollm2-135m", a path or hub id"""
     lora_r: int = 0
     """LoRA rank on the policy (0 = train all weights); with LoRA the reference is the base model"""
@@ -68,10 +71,12 @@ class Args:
     """LoRA alpha"""
 
     # Environment
+    env: str = "UserLM-Math-v0"
+    """any registered env id (`UserLM-Math-v0`, `UserLM-Code-v0`; or `math` / `code`)"""
     user: str = "replay"
     """who plays the user (see userlm_env.users)"""
-    tasks: str = "procedural"
-    """task source (see userlm_env.tasks)"""
+    tasks: str = ""
+    """task source spec of the env (see userlm_env.tasks, userlm_env.code.tasks); empty = the env's default"""
     reward: str = "lic:clarification=1,premature_answer=-1"
     """reward preset with overrides (see userlm_env.rewards)"""
     max_turns: int = 3
@@ -144,24 +149,38 @@ class Args:
                 f"max_completion_tokens={self.max_completion_tokens} < max_new_tokens={self.max_new_tokens}"
             )
         self.minibatch_size = self.episodes_per_iteration // self.num_minibatches
-        self.run_name = self.run_name or f"{self.exp_name}__{Path(self.model).name}__{self.seed}"
+        env_id = resolve_env_id(self.env)
+        self.run_name = self.run_name or f"{env_id}__{self.exp_name}__{Path(self.policy).name}__{self.seed}"
+
+
+PRESETS: dict[str, dict] = {
+    "tiny": dict(policy="tiny"),
+    "smollm2-cpu": dict(
+        policy="smollm2-135m",
+        lora_r=16,
+        threads=2,
+        episodes_per_iteration=8,
+        num_minibatches=2,
+        update_epochs=2,
+        max_turns=2,
+        max_new_tokens=24,
+        temperature=0.8,
+        learning_rate=3e-4,
+        eval_episodes=32,
+        max_completion_tokens=160,
+    ),
+}
+"""Named defaults (``--preset NAME``); explicit flags override them."""
+
+
+def make_args(preset: str = "tiny", **overrides) -> Args:
+    """``Args`` from a preset plus overrides (in-process use: tests, ablations)."""
+    return args_lib.make_args(Args, PRESETS, preset, **overrides)
 
 
 def parse_args(argv: list[str] | None = None) -> Args:
-    """Parse the command line: tyro if installed, else HfArgumentParser with the field docstrings as --help."""
-    try:
-        import tyro
-
-        return tyro.cli(Args, args=argv)
-    except ImportError:
-        from transformers import HfArgumentParser
-
-        tree = ast.parse(inspect.getsource(Args)).body[0].body
-        docs = {a.target.id: b.value.value for a, b in zip(tree[:-1], tree[1:], strict=True)
-                if isinstance(a, ast.AnnAssign) and isinstance(b, ast.Expr) and isinstance(b.value, ast.Constant)}
-        for f in fields(Args):
-            f.metadata = types.MappingProxyType({"help": docs.get(f.name, "")})
-        return HfArgumentParser(Args).parse_args_into_dataclasses(args=argv)[0]
+    """Parse the command line (``training/args.py``, as grpo.py): ``--preset`` sets the defaults."""
+    return args_lib.parse_args(Args, argv, presets=PRESETS, derived=("minibatch_size",))
 
 
 TINY_REPLIES = {  # the warm start of the tiny preset: a mixed policy that PPO can sharpen
@@ -196,10 +215,10 @@ def load_policy(args: Args):
     """(policy, tokenizer): the causal LM to train, with LoRA adapters when lora_r > 0."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    source = args.model
-    if args.model == "tiny":
+    source = args.policy
+    if args.policy == "tiny":
         source = build_tiny_policy(Path(args.output_dir) / "tiny_policy")
-    if args.model == "smollm2-135m":
+    if args.policy == "smollm2-135m":
         from userlm_env.backends.models import load_model
 
         loaded = load_model("smollm2-135m", dtype="float32", device="cpu")
@@ -345,8 +364,14 @@ def main(args: Args) -> dict:
     ], eps=1e-5)
     sampling = SamplingParams(max_new_tokens=args.max_new_tokens, temperature=args.temperature, top_p=1.0)
 
+    from userlm_env.users import make_user
+
+    env_kwargs = {"user": make_user(args.user), "reward": args.reward, "max_turns": args.max_turns}
+    if args.tasks:
+        env_kwargs["tasks"] = make_env_task_source(args.env, args.tasks)
+
     def make_env():
-        return UserLMMathEnv(user=args.user, tasks=args.tasks, reward=args.reward, max_turns=args.max_turns)
+        return make_unwrapped_env(args.env, **env_kwargs)
 
     def play(env_seeds, policy_seeds):
         policy.eval()
