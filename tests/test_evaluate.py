@@ -172,3 +172,121 @@ def test_evaluate_cli_writes_reports_and_refuses_to_clobber(tmp_path):
     assert resumed.exit_code == 0 and "resumed: 12 episode(s)" in resumed.output
     bad = runner.invoke(app, [*args, "--overwrite", "--setting", "MULTI"])
     assert bad.exit_code != 0 and "unknown setting" in bad.output
+
+
+# --------------------------------------------------------------------------- every task can be completed
+
+
+def _lic_file(tmp_path, shard_counts=(10, 3)):
+    """A LiC-format JSON file with one task per shard count (shard 1 asks, the others each add marbles)."""
+    records = []
+    for count in shard_counts:
+        adds = list(range(1, count))
+        shards = [{"shard_id": 1, "shard": "How many marbles does Ann have in total?"}]
+        shards += [{"shard_id": i + 2, "shard": f"Ann gets {n} {'marble' if n == 1 else 'marbles'}."}
+                   for i, n in enumerate(adds)]  # fmt: skip
+        records.append(
+            {
+                "task_id": f"marbles/{count}-shards",
+                "task": "math",
+                "shards": shards,
+                "question": " ".join(s["shard"] for s in shards[1:] + shards[:1]),
+                "answer": f"#### {sum(adds)}",
+            }
+        )
+    path = tmp_path / "lic.json"
+    path.write_text(json.dumps(records))
+    return path
+
+
+def test_default_max_turns_lets_every_task_be_completed(tmp_path):
+    """A 10-shard task gets max(8, shards + 2) replies by default: the oracle scores P = 100, nothing is cut."""
+    path = _lic_file(tmp_path)
+    config = _config(
+        tasks=f"lic:{path}", num_tasks=2, runs_per_task=2, assistants=["scripted:oracle", "scripted:clarify"]
+    )
+    result = run_evaluation(config, tmp_path / "eval")
+    sharded = [r for r in result.records if r["setting"] == "SHARDED"]
+    oracle = [r for r in sharded if r["assistant"] == "scripted:oracle"]
+    assert {r["num_shards"]: r["max_turns"] for r in sharded} == {10: 12, 3: 8}
+    assert all(r["score"] == 1.0 and r["shards_revealed"] == r["num_shards"] for r in oracle)
+    # the budget is enforced per episode: an assistant that never answers gets exactly max(8, shards + 2) replies
+    clarify = [r for r in sharded if r["assistant"] == "scripted:clarify"]
+    assert {(r["num_shards"], r["turns"], r["end_reason"]) for r in clarify} == {
+        (10, 12, "max_turns"),
+        (3, 8, "max_turns"),
+    }
+    assert sorted(r["episode"] for r in oracle) == [0, 1, 2, 3]
+    metrics = evaluation_metrics(result.records)
+    p = {(r["assistant"], r["label"]): r["P"] for r in metrics["runs"]}
+    assert [v for (a, _), v in p.items() if a == "scripted:oracle"] == [100.0, 100.0, 100.0]
+    assert {r["label"]: r["max_turns"] for r in metrics["runs"]}["SHARDED:replay"] == "8-12"
+    assert all(r["cut_before_all_shards"] == 0 for r in metrics["runs"]) and metrics["cut_before_all_shards"] == 0
+
+
+@pytest.mark.filterwarnings("ignore:.*has 10 shards but max_turns=5")
+def test_explicit_max_turns_caps_and_the_report_flags_cut_episodes(tmp_path):
+    """``--max-turns 5`` caps every task; episodes cut before all shards are counted and marked in the report."""
+    path = _lic_file(tmp_path)
+    out = tmp_path / "eval"
+    args = ["evaluate", "--assistant", "scripted:oracle", "--user", "replay", "--tasks", f"lic:{path}"]
+    args += ["--num-tasks", "2", "--runs-per-task", "2", "--human-reference", "0", "--max-turns", "5"]
+    result = CliRunner().invoke(app, [*args, "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    assert "2 episode(s) were cut" in " ".join(result.output.split())
+    metrics = json.loads((out / "metrics.json").read_text())
+    cut = {r["label"]: r["cut_before_all_shards"] for r in metrics["runs"]}
+    assert cut == {"FULL": 0, "CONCAT": 0, "SHARDED:replay": 2} and metrics["cut_before_all_shards"] == 2
+    sharded = {r["label"]: r for r in metrics["runs"]}["SHARDED:replay"]
+    assert sharded["P"] == 50.0 and sharded["max_turns"] == "5"
+    summary = (out / "summary.md").read_text()
+    assert "cut before all shards" in summary
+    header, _, *rows = [line for line in summary.splitlines() if line.startswith("| ")][:5]
+    column = [c.strip() for c in header.split("|")].index("cut before all shards")
+    assert [[c.strip() for c in row.split("|")][column] for row in rows] == ["0", "0", "2"]
+    page = (out / "report.html").read_text()
+    assert page.count('data-cut="1"') == 2 and "cut at max turns" in page
+    config = json.loads((out / "config.json").read_text())
+    assert config["max_turns"] == 5
+    default = CliRunner().invoke(app, [*args[:-2], "--out", str(tmp_path / "default")])
+    assert default.exit_code == 0, default.output
+    assert json.loads((tmp_path / "default" / "config.json").read_text())["max_turns"] is None
+    assert "were cut" not in " ".join(default.output.split())
+
+
+def test_evaluate_cli_reports_any_reply_text(tmp_path, monkeypatch):
+    """Replies and an assistant name with a lone surrogate and rich markup: logged, in the tables, plots,
+    report.html and summary.md; exit 0."""
+    from test_rollout_log import SURROGATE, _OddTextOracle
+
+    import agents
+
+    monkeypatch.setattr(agents, "make_assistant", lambda spec, **kwargs: _OddTextOracle())
+    name = f"odd{SURROGATE}[/]"
+    args = ["evaluate", "--assistant", name, "--user", "replay", "--num-tasks", "1", "--runs-per-task", "1"]
+    result = CliRunner().invoke(app, [*args, "--human-reference", "0", "--out", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    assert "odd\\ud800[/]" in result.output and "no failures" in result.output
+    records = [json.loads(line) for line in (tmp_path / "episodes.jsonl").read_text().splitlines()]
+    assert any(SURROGATE in m["content"] for r in records for m in r["transcript"])
+    page = (tmp_path / "report.html").read_text(encoding="utf-8")
+    assert "What else? \\ud800 [/] [bold]x \U0001f600" in page and "odd\\ud800[/]" in page
+    assert "| odd\\ud800[/] | SHARDED:replay |" in (tmp_path / "summary.md").read_text(encoding="utf-8")
+
+
+def test_evaluation_second_writer_refused_and_duplicates_counted_once(tmp_path):
+    """A second evaluation on a folder being written fails clearly; a log holding every episode twice
+    (two writers, before the lock) is reported once per episode."""
+    from userlm_env.episode_log import EpisodeLog
+
+    result = run_evaluation(_config(settings=["FULL"]), tmp_path)
+    assert len(result.records) == 6
+    with EpisodeLog(tmp_path / "episodes.jsonl", resume=True), pytest.raises(OSError, match="another process"):
+        run_evaluation(_config(settings=["FULL"]), tmp_path, resume=True)
+    log = tmp_path / "episodes.jsonl"
+    log.write_text(log.read_text() * 2)
+    metrics = evaluation_metrics([json.loads(x) for x in log.read_text().splitlines()])
+    assert metrics["episodes"] == 6 and metrics["runs"][0]["episodes"] == 6
+    report = CliRunner().invoke(app, ["report", str(tmp_path), "--human-reference", "0"])
+    assert report.exit_code == 0, report.output
+    assert "duplicate" in report.output and json.loads((tmp_path / "metrics.json").read_text())["episodes"] == 6

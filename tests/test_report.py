@@ -202,6 +202,7 @@ def make_episodes() -> list[dict]:
             ),
         ],
     )
+    injected.update(end_reason="max_turns", truncated=True)  # cut at max_turns with shard 3 never revealed
     full = _episode(
         2,
         setting="FULL",
@@ -649,3 +650,39 @@ def test_sample_records_from_rollout_render(tmp_path):
     page = write_html_report(tmp_path / "r.html", title="t", tables=[], figures=[], episodes=[record]).read_text()
     assert page.count('class="msg ') == len(record["transcript"])
     assert 'data-shards="1"' in page and "(shard text not in the log)" in page
+
+
+# --------------------------------------------------------------------------------------------------
+# Hardening: any text can be written; episodes cut before every shard was revealed are marked
+# --------------------------------------------------------------------------------------------------
+
+SURROGATE = "\ud800"  # a lone surrogate (json.loads gives one back from a logged "\\ud800")
+
+
+def test_reports_write_any_text(tmp_path):
+    """A lone surrogate anywhere (transcript, task id, table cell, title) is written as a visible escape."""
+    episode = make_episodes()[0]
+    episode["transcript"][1]["content"] = f"odd {SURROGATE} reply"
+    episode["task_id"] = f"task{SURROGATE}"
+    table = ReportTable(f"t{SURROGATE}", ["a"], [[f"cell{SURROGATE}"]])
+    page = write_html_report(tmp_path / "r.html", title="t", tables=[table], figures=[], episodes=[episode])
+    text = page.read_text(encoding="utf-8")
+    assert "odd \\ud800 reply" in text and "task\\ud800" in text and "cell\\ud800" in text
+    summary = write_markdown_summary(tmp_path / "s.md", title=f"T{SURROGATE}", tables=[table])
+    assert "| cell\\ud800 |" in summary.read_text(encoding="utf-8")
+
+
+def test_cut_episodes_are_marked(tmp_path):
+    """An episode truncated at max_turns before every shard was revealed carries a badge and data-cut="1"."""
+    page = write_html_report(tmp_path / "r.html", title="t", tables=[], figures=[], episodes=make_episodes())
+    nodes = parse_dom(page.read_text()).find_all("details", cls="episode")
+    assert [n.attrs["data-cut"] for n in nodes] == ["0", "1", "0", "0", "0"]
+    (badge,) = nodes[1].find_all("span", cls="cut")
+    assert badge.text() == "cut at max turns: 2/3 shards"
+    assert not nodes[0].find_all("span", cls="cut")
+
+
+def test_browser_cut_filter(report_page, chromium, tmp_path):
+    dom = dump_dom(chromium, report_page[0], tmp_path, "#cut=1")
+    shown = [e.attrs["data-index"] for e in dom.find_all("details", cls="episode") if "hidden" not in e.attrs]
+    assert shown == ["1"]

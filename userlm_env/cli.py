@@ -10,12 +10,17 @@ from __future__ import annotations
 
 import json
 import time
+import warnings
 from pathlib import Path
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
+from rich.text import Text
+
+from userlm_env.evaluation.records import printable
 
 app = typer.Typer(
     add_completion=False, no_args_is_help=True, help="Train and evaluate assistants against simulated users."
@@ -64,74 +69,109 @@ def rollout(
     from userlm_env.backends.models import ModelLoadError
     from userlm_env.backends.transformers_backend import SamplingParams
     from userlm_env.envs import make_env_task_source, make_unwrapped_env, resolve_env_id
-    from userlm_env.episode_log import EpisodeLog
     from userlm_env.rewards import RewardConfig
-    from userlm_env.rollout import run_episodes, summarize
+    from userlm_env.rollout import RECORD_FIELDS, run_episodes, summarize
     from userlm_env.users import make_user
 
     if out.exists() and out.stat().st_size > 0 and not (resume or overwrite):
         raise typer.BadParameter(
             f"{out} already holds episodes: pass --resume to continue it or --overwrite", param_hint="--out"
         )
-    started = time.perf_counter()
-    try:
-        with console.status("loading models..."):
-            RewardConfig.from_spec(reward)
-            env = resolve_env_id(env)
-            tasks = tasks or DEFAULT_TASKS[env]
-            task_source = make_env_task_source(env, tasks)
-            agent = make_assistant(
-                assistant,
-                device=device,
-                system_prompt=(default_system_prompt(env) if system_prompt is None else system_prompt) or None,
-                sampling=SamplingParams(max_new_tokens=max_new_tokens, temperature=0.7, top_p=0.9),
+    # opened (and locked) first: a second writer on the same file stops here, before any model loads
+    with _open_log(out, resume=resume, overwrite=overwrite, required=RECORD_FIELDS) as log:
+        started = time.perf_counter()
+        try:
+            with console.status("loading models..."):
+                RewardConfig.from_spec(reward)
+                env = resolve_env_id(env)
+                tasks = tasks or DEFAULT_TASKS[env]
+                task_source = make_env_task_source(env, tasks)
+                agent = make_assistant(
+                    assistant,
+                    device=device,
+                    system_prompt=(default_system_prompt(env) if system_prompt is None else system_prompt) or None,
+                    sampling=SamplingParams(max_new_tokens=max_new_tokens, temperature=0.7, top_p=0.9),
+                )
+                user_sim = make_user(user, device=device)
+        except (ValueError, ModelLoadError, OSError) as err:
+            console.print(f"[red]error:[/] {escape(printable(err))}")
+            raise typer.Exit(code=2) from err
+        load_seconds = time.perf_counter() - started
+        seeds = list(range(seed, seed + episodes))
+        todo = [s for s in seeds if f"seed={s}" not in log.done_keys]
+        if resume and len(todo) < len(seeds):
+            console.print(
+                f"resuming {escape(printable(log.path))}: "
+                f"{len(seeds) - len(todo)} of {len(seeds)} episodes already done"
             )
-            user_sim = make_user(user, device=device)
-    except (ValueError, ModelLoadError, OSError) as err:
-        console.print(f"[red]error:[/] {err}")
-        raise typer.Exit(code=2) from err
-    load_seconds = time.perf_counter() - started
-    log = EpisodeLog(out, resume=resume, overwrite=overwrite)
-    seeds = list(range(seed, seed + episodes))
-    todo = [s for s in seeds if f"seed={s}" not in log.done_keys]
-    if log.corrupt_lines:
-        console.print(f"[yellow]{log.path}: dropped {log.corrupt_lines} cut-off line(s) from an interrupted run[/]")
-    if resume and len(todo) < len(seeds):
-        console.print(f"resuming {log.path}: {len(seeds) - len(todo)} of {len(seeds)} episodes already done")
 
-    def make_env():
-        return make_unwrapped_env(env, user=user_sim, tasks=task_source, reward=reward, max_turns=max_turns)
+        def make_env():
+            return make_unwrapped_env(env, user=user_sim, tasks=task_source, reward=reward, max_turns=max_turns)
 
-    meta = {"env": env, "assistant": assistant, "user": user, "tasks": tasks, "reward": reward, "max_turns": max_turns}
-    columns = (
-        TextColumn("[bold]rollout"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        TimeRemainingColumn(),
-    )
-    started = time.perf_counter()
-    with Progress(*columns, console=console) as progress:
-        bar = progress.add_task("episodes", total=len(todo))
-        run_episodes(
-            make_env,
-            agent,
-            seeds,
-            batch_size=batch_size,
-            log=log,
-            meta=meta,
-            on_episode=lambda record: progress.advance(bar),
+        meta = {"env": env, "assistant": assistant, "user": user, "tasks": tasks, "reward": reward,
+                "max_turns": max_turns}  # fmt: skip
+        columns = (
+            TextColumn("[bold]rollout"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            TimeRemainingColumn(),
         )
-    wall = time.perf_counter() - started
-    wanted = set(seeds)
-    records = sorted((r for r in log.records if r.get("seed") in wanted), key=lambda r: r["seed"])
-    summary = summarize(records)
-    _print_summary(summary, meta, wall, len(todo), load_seconds)
-    for record in [r for r in records if not r.get("error")][:show]:
-        _print_transcript(record)
-    console.print(f"episodes appended to [bold]{log.path}[/] ({len(log.records)} in the file)")
-    if summary.get("errors"):
-        console.print(f"[red]{summary['errors']} episode(s) failed; their tracebacks are in the log's 'error' field[/]")
+        started = time.perf_counter()
+        with Progress(*columns, console=console) as progress:
+            bar = progress.add_task("episodes", total=len(todo))
+            run_episodes(
+                make_env,
+                agent,
+                seeds,
+                batch_size=batch_size,
+                log=log,
+                meta=meta,
+                on_episode=lambda record: progress.advance(bar),
+            )
+        wall = time.perf_counter() - started
+        wanted = set(seeds)
+        records = sorted(
+            (r for r in log.records if isinstance(r["seed"], int) and r["seed"] in wanted), key=lambda r: r["seed"]
+        )
+        summary = summarize(records)
+        _print_summary(summary, meta, wall, len(todo), load_seconds)
+        for record in [r for r in records if not r.get("error")][:show]:
+            _print_transcript(record)
+        console.print(f"episodes appended to [bold]{escape(printable(log.path))}[/] ({len(log.records)} in the file)")
+        if summary.get("errors"):
+            console.print(
+                f"[red]{summary['errors']} episode(s) failed; their tracebacks are in the log's 'error' field[/]"
+            )
+
+
+def _open_log(path: Path, **kwargs):
+    """Open (and lock) an episode log, print the lines it skipped; exit 2 if another process writes to it."""
+    from userlm_env.episode_log import EpisodeLog, EpisodeLogWarning
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", EpisodeLogWarning)  # printed below, in the console's style
+            log = EpisodeLog(path, **kwargs)
+    except OSError as err:  # LogLockedError (another writer), FileExistsError
+        console.print(f"[red]error:[/] {escape(printable(err))}")
+        raise typer.Exit(code=2) from err
+    _print_log_problems(log.path, log.problems)
+    return log
+
+
+def _print_log_problems(path: Path, problems: list, limit: int = 10) -> None:
+    """Warn about the lines of a log that were skipped (cut off, garbled, not records, duplicates)."""
+    if not problems:
+        return
+    console.print(
+        f"[yellow]warning:[/] {escape(printable(path))}: skipped {len(problems)} line(s) that are not complete "
+        "episode records (their episodes count as not done; a duplicate key counts once, its first record):"
+    )
+    for problem in problems[:limit]:
+        console.print(f"  [yellow]{escape(printable(problem))}[/]", highlight=False)
+    if len(problems) > limit:
+        console.print(f"  [yellow]... and {len(problems) - limit} more[/]")
 
 
 @app.command()
@@ -148,7 +188,12 @@ def evaluate(
     num_tasks: int = typer.Option(5, min=1, help="tasks drawn from the source (seeded)"),
     runs_per_task: int = typer.Option(10, min=1, help="simulations per task and setting (LiC: 10)"),
     seed: int = typer.Option(0, help="seed of the task draw and of every episode"),
-    max_turns: int = typer.Option(8, min=1, help="assistant replies per SHARDED episode"),
+    max_turns: int = typer.Option(
+        None,
+        min=1,
+        help="assistant replies per SHARDED episode; default per task: max(8, shards + 2), so every task can be "
+        "completed; a number caps every task (episodes cut before all shards are flagged in the report)",
+    ),
     batch_size: int = typer.Option(8, min=1, help="episodes stepped together (batched model calls)"),
     max_new_tokens: int = typer.Option(160, min=1, help="assistant reply length limit in tokens"),
     temperature: float = typer.Option(0.7, min=0.0, help="assistant sampling temperature (0 = greedy)"),
@@ -204,7 +249,7 @@ def evaluate(
         bars: dict = {}
 
         def on_run_start(run, todo: int) -> None:
-            bars["current"] = progress.add_task(f"{run.assistant} | {run.label}", total=todo)
+            bars["current"] = progress.add_task(escape(printable(f"{run.assistant} | {run.label}")), total=todo)
 
         try:
             result = run_evaluation(
@@ -214,9 +259,10 @@ def evaluate(
                 overwrite=overwrite,
                 on_run_start=on_run_start,
                 on_episode=lambda record: progress.advance(bars["current"]),
+                on_log_problems=_print_log_problems,
             )
-        except (ValueError, ModelLoadError, OSError) as err:
-            console.print(f"[red]error:[/] {err}")
+        except (ValueError, ModelLoadError, OSError) as err:  # OSError: LogLockedError (another writer) too
+            console.print(f"[red]error:[/] {escape(printable(err))}")
             raise typer.Exit(code=2) from err
     if result.resumed_episodes:
         console.print(f"resumed: {result.resumed_episodes} episode(s) were already in {result.log_path}")
@@ -231,16 +277,21 @@ def report(
     user_judge: str = typer.Option(None, help="LM judge for user turns (MODEL or http://...); off by default"),
 ) -> None:
     """Recompute metrics and rewrite report.html / summary.md from an evaluation's episodes.jsonl."""
-    from userlm_env.episode_log import EpisodeLog
+    from userlm_env.episode_log import read_log
+    from userlm_env.evaluation.runner import EVAL_RECORD_FIELDS
 
-    if not (out / "episodes.jsonl").exists():
-        raise typer.BadParameter(f"{out / 'episodes.jsonl'} not found", param_hint="OUT")
-    records = EpisodeLog(out / "episodes.jsonl", resume=True).records
-    _write_evaluation_reports(out, records, human_reference, seed, user_judge)
+    path = out / "episodes.jsonl"
+    if not path.exists():
+        raise typer.BadParameter(f"{path} not found", param_hint="OUT")
+    contents = read_log(path, required=EVAL_RECORD_FIELDS)  # read-only: no lock, works while a run writes
+    _print_log_problems(path, contents.problems)
+    _write_evaluation_reports(out, contents.records, human_reference, seed, user_judge)
 
 
 # columns of the report tables left out of the terminal print (they are in summary.md and report.html)
-TERMINAL_HIDDEN_COLUMNS = {"tasks", "A90", "U90_10 95% CI", "attempts / episode", "turns", "P CONCAT", "U90_10 FULL"}
+TERMINAL_HIDDEN_COLUMNS = {
+    "tasks", "A90", "U90_10 95% CI", "attempts / episode", "turns", "P CONCAT", "U90_10 FULL", "max turns",
+}  # fmt: skip
 
 
 def _write_evaluation_reports(
@@ -265,8 +316,8 @@ def _write_evaluation_reports(
         rich_table = Table(title=table.title, title_justify="left")
         for i in keep:
             rich_table.add_column(table.columns[i], overflow="fold")
-        for row in table.rows:
-            rich_table.add_row(*(format_cell(row[i]) for i in keep))
+        for row in table.rows:  # Text: cells are data (model names, errors), never rich markup
+            rich_table.add_row(*(Text(printable(format_cell(row[i]))) for i in keep))
         console.print(rich_table)
     failures = metrics["failures"]
     if failures:
@@ -275,7 +326,15 @@ def _write_evaluation_reports(
         )
     else:
         console.print(f"{metrics['episodes']} episodes, no failures")
-    console.print(f"report: [bold]{paths['report']}[/]  summary: {paths['summary']}  metrics: {paths['metrics']}")
+    if metrics.get("cut_before_all_shards"):
+        console.print(
+            f"[yellow]warning:[/] {metrics['cut_before_all_shards']} episode(s) were cut at max turns before every "
+            "shard was revealed: their task could not be completed (column 'cut before all shards'; raise or drop "
+            "--max-turns)"
+        )
+    console.print(
+        Text(printable(f"report: {paths['report']}  summary: {paths['summary']}  metrics: {paths['metrics']}"))
+    )
 
 
 def _judge_user_turns(out: Path, records: list, spec: str, human_turns: list | None, seed: int) -> dict:
@@ -298,13 +357,13 @@ def _judge_user_turns(out: Path, records: list, spec: str, human_turns: list | N
 
 
 def _print_summary(summary: dict, meta: dict, wall: float, ran: int, load_seconds: float) -> None:
-    table = Table(
-        title=f"assistant={meta['assistant']}  user={meta['user']}  tasks={meta['tasks']}  reward={meta['reward']}"
-    )
+    title = f"assistant={meta['assistant']}  user={meta['user']}  tasks={meta['tasks']}  reward={meta['reward']}"
+    table = Table(title=Text(printable(title)))
     table.add_column("metric")
     table.add_column("value", justify="right")
     rows = [
         ("episodes (errors)", f"{summary['episodes']} ({summary['errors']})"),
+        *([("duplicate records ignored", str(summary["duplicates"]))] if summary.get("duplicates") else []),
         ("success rate (LiC score)", f"{summary.get('success_rate', 0):.3f}"),
         ("mean return", f"{summary.get('mean_return', 0):.3f}"),
         ("mean turns", f"{summary.get('mean_turns', 0):.2f}"),
@@ -316,17 +375,25 @@ def _print_summary(summary: dict, meta: dict, wall: float, ran: int, load_second
         rows.append(("wall seconds per episode (this run, batched)", f"{wall / ran:.2f}"))
     rows.append(("model loading seconds", f"{load_seconds:.1f}"))
     for name, value in rows:
-        table.add_row(name, value)
+        table.add_row(name, Text(printable(value)))
     console.print(table)
 
 
 def _print_transcript(record: dict) -> None:
+    """Print one episode's chat; model text is shown as it is (escaped, never read as rich markup)."""
     console.rule(
-        f"episode seed={record['seed']} task={record['task_id']} score={record['score']:g} end={record['end_reason']}"
+        Text(
+            printable(
+                f"episode seed={record['seed']} task={record['task_id']} score={record['score']:g} "
+                f"end={record['end_reason']}"
+            )
+        )
     )
     for message in record["transcript"]:
-        style = "cyan" if message["role"] == "user" else "green"
-        console.print(f"[{style}]{message['role']:>9}[/]: {message['content']}", markup=True, highlight=False)
+        role = printable(message.get("role"))
+        line = Text(f"{role:>9}", style="cyan" if role == "user" else "green")
+        line.append(": " + printable(message.get("content")))
+        console.print(line, highlight=False)
 
 
 if __name__ == "__main__":

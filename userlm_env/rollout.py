@@ -20,8 +20,10 @@ import numpy as np
 
 from userlm_env.backends.errors import BackendError
 from userlm_env.envs.math_env import UserLMMathEnv
-from userlm_env.episode_log import EpisodeLog
+from userlm_env.episode_log import RECORD_FIELDS, EpisodeLog, unique_by_key
 from userlm_env.rewards import COMPONENTS
+
+__all__ = ["RECORD_FIELDS", "run_episodes", "summarize"]
 
 
 @dataclass
@@ -221,10 +223,14 @@ def _assistant_turns(assistant, running: list[_Running]) -> list[tuple[_Running,
 
 
 def summarize(records: Iterable[dict[str, Any]]) -> dict[str, Any]:
-    """Aggregate episode records: success rate, returns, turns, shards, end reasons, components."""
-    records = list(records)
+    """Aggregate episode records: success rate, returns, turns, shards, end reasons, components.
+
+    Each ``episode_key`` counts once (the first record of a key is kept, as :class:`EpisodeLog` does);
+    ``duplicates`` says how many records were left out for that.
+    """
+    records, duplicates = unique_by_key(records)
     ok = [r for r in records if not r.get("error")]
-    summary: dict[str, Any] = {"episodes": len(records), "errors": len(records) - len(ok)}
+    summary: dict[str, Any] = {"episodes": len(records), "errors": len(records) - len(ok), "duplicates": duplicates}
     if not ok:
         return summary
     frac = [r["shards_revealed"] / max(1, r["num_shards"]) for r in ok]

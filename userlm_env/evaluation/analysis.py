@@ -16,9 +16,10 @@ from typing import Any
 
 import numpy as np
 
+from userlm_env.episode_log import unique_by_key
 from userlm_env.evaluation.assistant_metrics import attempt_stats, lic_metrics_with_ci, relative_drop, scores_by_task
 from userlm_env.evaluation.plots import bar_chart_with_ci, turn_curve
-from userlm_env.evaluation.records import opening_shards
+from userlm_env.evaluation.records import cut_before_all_shards, opening_shards, printable
 from userlm_env.evaluation.report import (
     ReportFigure,
     ReportTable,
@@ -84,6 +85,14 @@ def _probes(records: Sequence[Mapping[str, Any]]) -> list[bool] | None:
     return [bool(r.get("termination_probe")) for r in probed if r.get("termination_probe") is not None]
 
 
+def _turn_range(records: Sequence[Mapping[str, Any]]) -> str | None:
+    """The turn budgets of a run's episodes: ``"8"`` or ``"8-12"`` (per-task defaults), None if not logged."""
+    budgets = sorted({int(r["max_turns"]) for r in records if isinstance(r.get("max_turns"), (int, float))})
+    if not budgets:
+        return None
+    return str(budgets[0]) if len(budgets) == 1 else f"{budgets[0]}-{budgets[-1]}"
+
+
 def revealed_by_turn(records: Sequence[Mapping[str, Any]], max_turns: int) -> list[float]:
     """Mean share of shards revealed after user turn k = 1..max_turns (an ended chat keeps its last value)."""
     curves = []
@@ -116,6 +125,7 @@ def evaluation_metrics(
         :data:`HUMAN_ROW` -> :func:`~userlm_env.evaluation.llm_user_metrics.llm_user_metrics`) adds the
         LM-judged metrics as ``llm_*`` entries.
     """
+    records, duplicates = unique_by_key(records)  # an episode logged twice (two writers) counts once
     runs = []
     groups = _group(records, "assistant", "setting", "user")
     for (assistant, setting, user), group in sorted(groups.items(), key=_run_order):
@@ -131,6 +141,8 @@ def evaluation_metrics(
                 **lic_metrics_with_ci(by_task, seed=seed),
                 **attempt_stats(group),
                 "success_rate": float(np.mean([r["score"] for r in group if not r.get("error")] or [math.nan])),
+                "cut_before_all_shards": sum(1 for r in group if cut_before_all_shards(r)),
+                "max_turns": _turn_range(group),
             }
         )
     by_key = {(r["assistant"], r["setting"], r["user"]): r for r in runs}
@@ -180,6 +192,8 @@ def evaluation_metrics(
         "human_reference": human,
         "failures": failures,
         "episodes": len(records),
+        "duplicates_ignored": duplicates,
+        "cut_before_all_shards": sum(r["cut_before_all_shards"] for r in runs),
     }
 
 
@@ -208,6 +222,8 @@ def report_tables(metrics: Mapping[str, Any]) -> list[ReportTable]:
             "premature attempts / episode",
             "no attempt (share)",
             "turns",
+            "max turns",
+            "cut before all shards",
         ],
         rows=[
             [
@@ -226,11 +242,22 @@ def report_tables(metrics: Mapping[str, Any]) -> list[ReportTable]:
                 r["premature_attempts"],
                 r["no_attempt_share"],
                 r["mean_turns"],
+                r.get("max_turns"),
+                r.get("cut_before_all_shards"),
             ]
             for r in metrics["runs"]
         ],
         note="P = mean score x 100; A90 / U90_10 = 90th percentile / 90th-10th percentile range of a task's runs "
-        "x 100, averaged over tasks; intervals: 95% percentile bootstrap over tasks (1000 resamples).",
+        "x 100, averaged over tasks; intervals: 95% percentile bootstrap over tasks (1000 resamples). "
+        "max turns: assistant replies per episode (SHARDED default per task: max(8, shards + 2)); "
+        "cut before all shards: episodes that hit max turns while shards were still hidden, so the task could "
+        "not be completed (marked in the transcript browser)."
+        + (
+            f" {metrics['duplicates_ignored']} duplicate record(s) in the log (an episode key logged twice) "
+            "were ignored: each episode counts once."
+            if metrics.get("duplicates_ignored")
+            else ""
+        ),
     )
     tables = [scores]
     if metrics["drops"]:
@@ -313,11 +340,21 @@ def report_figures(metrics: Mapping[str, Any]) -> list[ReportFigure]:
                 (by_label[lab]["P"], *by_label[lab]["P_ci"]) if lab in by_label else (math.nan, math.nan, math.nan)
                 for lab in labels
             ]
-        fig = bar_chart_with_ci(labels, series, ylabel="P (mean score x 100)", title="Score per setting")
+        fig = bar_chart_with_ci(  # printable: matplotlib cannot draw lone surrogates
+            [printable(label) for label in labels],
+            {printable(name): values for name, values in series.items()},
+            ylabel="P (mean score x 100)",
+            title="Score per setting",
+        )
         figures.append(ReportFigure("Score per setting", figure_to_png(fig), "95% bootstrap intervals over tasks."))
     curves = {u: c for u, c in metrics.get("revealed_by_turn", {}).items() if c}
     if curves:
-        fig = turn_curve(curves, xlabel="user turn", ylabel="share of shards revealed", title="Revelation pace")
+        fig = turn_curve(
+            {printable(user): curve for user, curve in curves.items()},
+            xlabel="user turn",
+            ylabel="share of shards revealed",
+            title="Revelation pace",
+        )
         figures.append(
             ReportFigure("Shards revealed after each user turn", figure_to_png(fig), "Mean over SHARDED episodes.")
         )
@@ -334,6 +371,7 @@ def write_reports(
 ) -> dict[str, Path]:
     """Write ``metrics.json``, ``summary.md`` and ``report.html`` into ``out_dir``; return their paths."""
     out_dir = Path(out_dir)
+    records, _ = unique_by_key(records)
     tables = report_tables(metrics)
     paths = {"metrics": out_dir / "metrics.json", "summary": out_dir / "summary.md", "report": out_dir / "report.html"}
     paths["metrics"].write_text(json.dumps(metrics, indent=2, default=_json_default) + "\n")

@@ -20,3 +20,30 @@ def opening_shards(record: Mapping[str, Any]) -> list[int]:
 def user_turns(transcript: Sequence[Mapping[str, str]]) -> list[str]:
     """The user messages of a chat, in order."""
     return [m["content"] for m in transcript if m.get("role") == "user"]
+
+
+def printable(text: Any) -> str:
+    r"""``str(text)`` that any UTF-8 stream can write: lone surrogates become visible ``\udXXX`` escapes.
+
+    JSON logs can hold lone surrogates (a policy or a server produced one); terminals, HTML and
+    Markdown files cannot encode them.
+    """
+    text = text if isinstance(text, str) else str(text)
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "backslashreplace").decode("utf-8")
+    return text
+
+
+def cut_before_all_shards(record: Mapping[str, Any]) -> bool:
+    """Whether the episode hit its turn limit (``max_turns``) while shards were still hidden.
+
+    Such an episode could not be completed: its task was never fully stated. The default turn budget
+    of an evaluation (:func:`userlm_env.evaluation.runner.sharded_max_turns`) avoids it; an explicit
+    ``--max-turns`` below a task's shard count causes it, and the reports count and mark it.
+    """
+    if record.get("error") or record.get("end_reason") != "max_turns":
+        return False
+    num_shards, revealed = record.get("num_shards"), record.get("shards_revealed")
+    return isinstance(num_shards, int) and isinstance(revealed, int) and revealed < num_shards

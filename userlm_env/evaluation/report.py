@@ -1,4 +1,4 @@
-"""Evaluation reports: a self-contained HTML page and a Markdown summary.
+r"""Evaluation reports: a self-contained HTML page and a Markdown summary.
 
 The HTML report is one file that opens offline in any browser: inline CSS and JS, figures embedded
 as base64 PNG data URIs, no network access. It holds
@@ -8,13 +8,18 @@ as base64 PNG data URIs, no network access. It holds
 * a transcript browser: episodes can be filtered by setting, assistant, user, task id and score;
   each shows the chat turn by turn, the step info after every assistant reply (reply kind, extracted
   answer, correctness, reward and its per-turn components), and highlights the user messages that
-  revealed new shards of the task, with the shard ids and text.
+  revealed new shards of the task, with the shard ids and text. An episode cut at its turn limit
+  before every shard was revealed (it could not be completed) carries a "cut at max turns" badge and
+  can be filtered on.
 
 Every piece of text that comes from data (model outputs, task text, table cells) is HTML-escaped in
 Python; the page's own script reads only ``data-*`` attributes and writes only ``textContent``, so a
 ``<script>`` in a model reply is shown as text, never run.
 
 The Markdown summary holds the same tables as GitHub pipe tables, for terminals and papers.
+
+Both files are UTF-8; text that UTF-8 cannot hold (lone surrogates, which JSON logs can carry) is
+written as visible ``\udXXX`` escapes instead of failing.
 
 Episode records are those written by :mod:`userlm_env.rollout` (one dict per episode). Evaluation runs
 add the optional fields ``setting``, ``shards`` (``[{"shard_id", "text"}]``), ``instruction`` and
@@ -36,7 +41,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from userlm_env.evaluation.records import opening_shards
+from userlm_env.evaluation.records import cut_before_all_shards, opening_shards
 
 __all__ = [
     "ReportTable",
@@ -222,7 +227,7 @@ def write_markdown_summary(path: str | Path, *, title: str, tables: Sequence[Rep
             parts.append(f"_{table.note.strip()}_\n")
     out = Path(path)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text("\n".join(parts), encoding="utf-8")
+    out.write_text("\n".join(parts), encoding="utf-8", errors="backslashreplace")
     return out
 
 
@@ -497,6 +502,13 @@ def _episode(episode: dict[str, Any], index: int) -> str:
     badges = [f'<span class="badge {_score_class(score)}">score {_e(format_cell(score))}</span>']
     if error:
         badges.insert(0, '<span class="badge bad">error</span>')
+    cut = cut_before_all_shards(episode)
+    if cut:
+        badges.insert(
+            0,
+            '<span class="badge partial cut" title="the episode hit its turn limit while shards were still hidden: '
+            f'its task could not be completed">cut at max turns: {shards} shards</span>',
+        )
     summary = (
         f'<span class="ep-index">#{index}</span>'
         + (f'<span class="tag setting">{_e(setting)}</span>' if setting else "")
@@ -510,7 +522,8 @@ def _episode(episode: dict[str, Any], index: int) -> str:
     error_html = f'<pre class="error">{_e(error)}</pre>' if error else ""
     return (
         f'<details class="episode" data-index="{index}" data-setting="{_e(setting)}" data-assistant="{_e(assistant)}"'
-        f' data-user="{_e(user)}" data-task="{_e(task_id)}" data-score="{score_attr}" data-error="{1 if error else 0}">'
+        f' data-user="{_e(user)}" data-task="{_e(task_id)}" data-score="{score_attr}" data-error="{1 if error else 0}"'
+        f' data-cut="{1 if cut else 0}">'
         f'<summary>{summary}</summary><div class="ep-body">{error_html}{_episode_meta(episode)}'
         f"{_task_block(episode, texts)}{_chat(episode, texts)}</div></details>"
     )
@@ -544,6 +557,7 @@ def _transcript_browser(episodes: Sequence[dict[str, Any]], max_episodes: int | 
         '<label>score ≥ <input id="f-min" type="number" step="0.1" class="narrow"></label>'
         '<label>score ≤ <input id="f-max" type="number" step="0.1" class="narrow"></label>'
         '<label><input id="f-errors" type="checkbox"> errors only</label>'
+        '<label><input id="f-cut" type="checkbox"> cut before all shards only</label>'
         '<button type="button" id="expand-all">expand</button>'
         '<button type="button" id="collapse-all">collapse</button>'
         '<span id="ep-count" class="count"></span></div>'
@@ -638,7 +652,7 @@ _JS = """
   "use strict";
   var body = document.body;
   var episodes = Array.prototype.slice.call(document.querySelectorAll("details.episode"));
-  var ids = ["setting", "assistant", "user", "task", "min", "max", "errors"];
+  var ids = ["setting", "assistant", "user", "task", "min", "max", "errors", "cut"];
   function el(name) { return document.getElementById("f-" + name); }
   function value(name) { var e = el(name); return e.type === "checkbox" ? (e.checked ? "1" : "") : e.value; }
   function matches(d, f) {
@@ -647,6 +661,7 @@ _JS = """
     if (f.user && d.user !== f.user) return false;
     if (f.task && d.task.toLowerCase().indexOf(f.task.toLowerCase()) < 0) return false;
     if (f.errors && d.error !== "1") return false;
+    if (f.cut && d.cut !== "1") return false;
     var score = d.score === "" ? NaN : parseFloat(d.score);
     if (f.min !== "" && !(score >= parseFloat(f.min))) return false;
     if (f.max !== "" && !(score <= parseFloat(f.max))) return false;
@@ -761,5 +776,5 @@ def write_html_report(
     )
     out = Path(path)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(page, encoding="utf-8")
+    out.write_text(page, encoding="utf-8", errors="backslashreplace")  # lone surrogates
     return out

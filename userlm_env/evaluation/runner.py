@@ -11,6 +11,13 @@ FULL and CONCAT do not depend on the user, so they run once per assistant; SHARD
 ``"{setting}|{assistant}|{user}|seed={seed}"``: an interrupted evaluation resumes where it
 stopped, an episode that fails is recorded with its error and counted, and the run goes on.
 
+SHARDED episodes get ``max(8, num_shards + 2)`` assistant replies per task by default
+(:func:`sharded_max_turns`): a reply can reveal at most one shard, so a task with k shards needs at
+least k replies before it can be answered with every shard out (LiC lets a conversation run until
+every shard is revealed), plus a margin for users who do not reveal a shard every turn. An explicit
+``max_turns`` caps every task instead; the reports count and mark the episodes that were cut before
+every shard was revealed.
+
 For termination metrics (does the user end the chat when the task is solved?), each SHARDED
 episode that ends with a correct answer is followed by one *probe* turn: the user is asked for one
 more message and ``termination_probe`` records whether it ended the conversation.
@@ -31,12 +38,28 @@ from typing import Any
 import numpy as np
 
 from userlm_env.backends.errors import BackendError
-from userlm_env.episode_log import EpisodeLog
+from userlm_env.episode_log import RECORD_FIELDS, EpisodeLog, EpisodeLogWarning, LogProblem
 from userlm_env.tasks import ShardedTask, TaskSource
 from userlm_env.users import UserRequest, UserSimulator
 
 SETTINGS = ("FULL", "CONCAT", "SHARDED")
 SINGLE_TURN_USERS = {"FULL": "full", "CONCAT": "concat"}
+EVAL_RECORD_FIELDS = (*RECORD_FIELDS, "setting", "assistant", "user")
+"""Fields every evaluation record has; a log line without them is skipped, reported, and its episode run again."""
+MIN_MAX_TURNS = 8
+"""Default SHARDED turn budget of a task with few shards (LiC-style, see :func:`sharded_max_turns`)."""
+TURN_MARGIN = 2
+"""Replies a SHARDED episode gets beyond one per shard by default."""
+
+
+def sharded_max_turns(task: ShardedTask, cap: int | None = None) -> int:
+    """Assistant replies a SHARDED episode of ``task`` gets: ``cap`` if given, else ``max(8, num_shards + 2)``.
+
+    The user reveals at most one shard per reply, so ``num_shards`` replies are the least in which
+    a task can be answered after all its shards are out; the default adds a margin of 2 so that
+    every task can be completed.
+    """
+    return int(cap) if cap is not None else max(MIN_MAX_TURNS, task.num_shards + TURN_MARGIN)
 
 
 @dataclass
@@ -59,8 +82,8 @@ class EvalConfig:
     """simulations per task and setting (LiC: 10)"""
     seed: int = 0
     """seed of the task draw and of every episode"""
-    max_turns: int = 8
-    """assistant replies per SHARDED episode"""
+    max_turns: int | None = None
+    """assistant replies per SHARDED episode (None: per task, max(8, shards + 2); a number caps every task)"""
     batch_size: int = 8
     """episodes stepped together (batched model calls)"""
     reward: str = "lic"
@@ -85,7 +108,7 @@ class EvalConfig:
         if not self.assistants:
             raise ValueError("give at least one assistant spec")
         for name in ("num_tasks", "runs_per_task", "max_turns", "batch_size"):
-            if getattr(self, name) < 1:
+            if getattr(self, name) is not None and getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
 
 
@@ -188,6 +211,8 @@ class EvalRun:
     log_path: Path
     seconds: float
     resumed_episodes: int = 0
+    log_problems: list[LogProblem] = field(default_factory=list)
+    """lines of the log that were skipped when it was opened (cut off, garbled, duplicates)"""
 
 
 def run_evaluation(
@@ -199,6 +224,7 @@ def run_evaluation(
     make_env: Callable[..., Any] | None = None,
     on_run_start: Callable[[RunSpec, int], None] | None = None,
     on_episode: Callable[[dict[str, Any]], None] | None = None,
+    on_log_problems: Callable[[Path, list[LogProblem]], None] | None = None,
 ) -> EvalRun:
     """Run (or resume) every episode of the evaluation; append each to ``out_dir/episodes.jsonl``.
 
@@ -211,7 +237,26 @@ def run_evaluation(
             (default: ``make_unwrapped_env(config.env, ...)``).
         on_run_start: called with each run and its number of episodes still to do.
         on_episode: called with each finished record.
+        on_log_problems: called with the log's path and the lines it skipped when opened (cut off,
+            garbled, duplicates); without it they are reported as an ``EpisodeLogWarning``.
+
+    Raises:
+        LogLockedError: another process is writing to ``out_dir/episodes.jsonl``.
+        FileExistsError: the log holds episodes and neither ``resume`` nor ``overwrite`` is set.
     """
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    with warnings.catch_warnings():
+        if on_log_problems is not None:
+            warnings.simplefilter("ignore", EpisodeLogWarning)
+        log = EpisodeLog(out_dir / "episodes.jsonl", resume=resume, overwrite=overwrite, required=EVAL_RECORD_FIELDS)
+    with log:  # holds the lock until every episode is written
+        if on_log_problems is not None and log.problems:
+            on_log_problems(log.path, log.problems)
+        return _run(config, out_dir, log, make_env, on_run_start, on_episode)
+
+
+def _run(config: EvalConfig, out_dir: Path, log: EpisodeLog, make_env, on_run_start, on_episode) -> EvalRun:
     from agents import make_assistant
     from agents.prompts import default_system_prompt
     from userlm_env.backends.transformers_backend import SamplingParams
@@ -219,9 +264,6 @@ def run_evaluation(
     from userlm_env.rollout import run_episodes
     from userlm_env.users import make_user
 
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    log = EpisodeLog(out_dir / "episodes.jsonl", resume=resume, overwrite=overwrite)
     make_env = make_env or functools.partial(make_unwrapped_env, config.env)
     source = make_env_task_source(config.env, config.tasks)
     system_prompt = default_system_prompt(config.env) if config.system_prompt is None else config.system_prompt
@@ -254,9 +296,16 @@ def run_evaluation(
             )
         user = make_user(user_specs[run.user], device=config.device)
         single_turn = run.setting in SINGLE_TURN_USERS
-        max_turns = 1 if single_turn else config.max_turns
+        # the turn budget of each episode: 1 for FULL / CONCAT, per task for SHARDED (sharded_max_turns),
+        # passed to the env's reset as options["max_turns"] (at most the env's max_turns: the largest budget)
+        budgets = [1 if single_turn else sharded_max_turns(o["task"], config.max_turns) for o in options]
+        budget_of_seed = dict(zip(seeds, budgets))
+        env_max_turns = max(budgets)
 
-        def add_probe(record: dict[str, Any], user=user, single_turn=single_turn) -> None:
+        def before_log(
+            record: dict[str, Any], user=user, single_turn=single_turn, budget_of_seed=budget_of_seed
+        ) -> None:
+            record["max_turns"] = budget_of_seed.get(record.get("seed"), record.get("max_turns"))
             if config.termination_probe and not single_turn and record.get("end_reason") == "correct_answer":
                 record["termination_probe"] = termination_probe(user, by_id, record)
 
@@ -264,7 +313,7 @@ def run_evaluation(
             # single-turn settings reveal every shard at once: "more shards than max_turns" is expected
             warnings.filterwarnings("ignore", message=".*shards but max_turns=1.*")
             run_episodes(
-                lambda user=user, max_turns=max_turns: make_env(
+                lambda user=user, max_turns=env_max_turns: make_env(
                     user=user, tasks=source, reward=config.reward, max_turns=max_turns
                 ),
                 assistants[run.assistant],
@@ -278,12 +327,20 @@ def run_evaluation(
                     "user": run.user,
                     "tasks": config.tasks,
                     "reward": config.reward,
-                    "max_turns": max_turns,
+                    "max_turns": env_max_turns,  # each record's own budget is set in before_log
                 },
-                options=options,
+                options=[{**o, "max_turns": b} for o, b in zip(options, budgets)],
                 key_prefix=run.key_prefix,
-                before_log=add_probe,
+                before_log=before_log,
                 on_episode=on_episode,
             )
     records = [r for r in log.records if r.get("episode_key") in wanted]
-    return EvalRun(config, runs, records, log.path, time.perf_counter() - started, resumed_episodes=already_done)
+    return EvalRun(
+        config,
+        runs,
+        records,
+        log.path,
+        time.perf_counter() - started,
+        resumed_episodes=already_done,
+        log_problems=list(log.problems),
+    )
