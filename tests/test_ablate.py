@@ -158,3 +158,19 @@ def test_from_logs_matches_real_rollout_returns(tmp_path):
         assert episode_return(record, shaped) == pytest.approx(record["return"])
     rows = ablate_from_logs([tmp_path / "rollouts.jsonl"], ["shaped"], tmp_path / "out", bootstrap=50)
     assert rows[0]["return_mean"] == pytest.approx(sum(r["return"] for r in records) / len(records))
+
+
+def test_from_logs_skips_damaged_lines_and_duplicates(tmp_path):
+    """A crash-damaged log (cut line, invalid UTF-8, a JSON array) and a duplicated key do not break or bias it."""
+    from training.ablate import read_records
+
+    a = {**EPISODE_A, "episode_key": "seed=0"}
+    b = {**EPISODE_B, "episode_key": "seed=1"}
+    log = tmp_path / "rollouts.jsonl"
+    log.write_bytes(
+        (json.dumps(a) + "\n").encode() + b"\xff\xfe not utf-8\n" + b"[1, 2]\n"
+        + (json.dumps(b) + "\n").encode() + (json.dumps(a) + "\n").encode() + json.dumps(b).encode()[:40]
+    )
+    with pytest.warns(UserWarning, match="skipped 2 damaged"):
+        records = read_records([log])
+    assert [r["episode_key"] for r in records[str(log)]] == ["seed=0", "seed=1"]

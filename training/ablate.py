@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import functools
 import json
+import warnings
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -162,17 +163,26 @@ def read_records(paths: Iterable[str | Path]) -> dict[str, list[dict[str, Any]]]
             files.append(p)
         else:
             raise FileNotFoundError(f"--from_logs path {str(p)!r} does not exist")
+    skipped = 0
     for path in files:
-        for line in path.read_text().splitlines():
-            if not line.strip():
+        seen: set[str] = set()
+        for line in path.read_bytes().splitlines():
+            try:
+                record = json.loads(line.decode("utf-8"))
+            except (UnicodeDecodeError, ValueError):  # a line cut by a crash, invalid UTF-8, garbage
+                skipped += bool(line.strip())
                 continue
-            record = json.loads(line)
-            if "steps" not in record and "component_totals" not in record:
+            if not isinstance(record, dict) or ("steps" not in record and "component_totals" not in record):
                 continue  # not an episode record (e.g. a metrics line)
-            if record.get("error"):
-                continue
+            key = record.get("episode_key")
+            if record.get("error") or (isinstance(key, str) and key in seen):
+                continue  # failed episodes and second copies of a key (as userlm_env.episode_log) do not count
+            if isinstance(key, str):
+                seen.add(key)
             label = str(path) if "step" not in record else f"{path}@step={record['step']}"
             sources[label].append(record)
+    if skipped:
+        warnings.warn(f"--from_logs: skipped {skipped} damaged line(s) that are not JSON", stacklevel=2)
     return dict(sources)
 
 
