@@ -21,7 +21,9 @@ MATH_INFO_KEYS = {
     "task_id", "turn", "reward_components", "reply_kind", "answer_attempt", "extracted_answer", "correct",
     "judge_reason", "score", "shards_revealed", "num_shards", "new_shards", "user_ended", "end_reason", "user_meta",
 }  # fmt: skip
-CODE_INFO_KEYS = {"tests_passed", "tests_failed", "tests_total", "error_type", "execution_error", "execution_seconds"}
+CODE_INFO_KEYS = {
+    "tests_passed", "tests_failed", "tests_total", "error_type", "execution_error", "execution_seconds", "rl_safe",
+}  # fmt: skip
 
 
 @pytest.fixture(scope="module")

@@ -156,6 +156,8 @@ def test_humaneval_jsonl_is_parsed_sharded_and_graded(tmp_path, sandbox):
     path.write_text("\n".join(json.dumps(r) for r in HUMANEVAL_RECORDS) + "\n")
     source = load_humaneval_jsonl(path)
     assert len(source) == 4 and source.stats["loaded"] == 4
+    assert source.stats["rl_safe"] == 3 and source.stats["not_rl_safe"] == 1  # Fixture/0 has a loop
+    assert [t.metadata["tests"]["type"] for t in source] == ["script", "calls", "calls", "calls"]
     evens = source[0]
     texts = [s.text for s in evens.shards]
     assert texts[0] == (
@@ -191,7 +193,8 @@ def test_humaneval_prompt_helpers_are_available_to_the_solution(tmp_path, sandbo
     )
     assert verdict.correct is True and verdict.execution.tests_passed == 2
     verdict = judge.judge_task("```python\ndef vowel_count(word):\n    return len(word)\n```", task)
-    assert verdict.correct is False and verdict.code_info()["error_type"] == "assertion"
+    assert task.metadata["tests"]["type"] == "calls"  # its asserts were converted: host-graded
+    assert verdict.correct is False and verdict.code_info()["error_type"] == "wrong_output"
 
 
 def test_humaneval_bad_input_is_reported(tmp_path):

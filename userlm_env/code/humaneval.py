@@ -11,6 +11,15 @@ A HumanEval record has ``task_id``, ``prompt`` (imports, the signature and a doc
 
 Sentences beyond :data:`MAX_DETAIL_SHARDS` and examples beyond :data:`MAX_EXAMPLE_SHARDS` are
 merged into the last shard of their group, so no fact is lost.
+
+Tests: when every assert of ``check`` has a plain form such as ``assert candidate(args) == value``,
+the asserts become host-graded call tests at load time (:mod:`userlm_env.code.assert_tests`) and the
+task is RL-safe (``metadata["rl_safe"] = True``); otherwise the whole ``check`` runs in the
+candidate's process (``{"type": "script"}``, ``metadata["rl_safe"] = False``, the reasons in
+``metadata["rl_unsafe_reasons"]``), where a hostile solution can forge a pass.
+
+A record whose ``test`` does not parse or defines no ``check``, or whose ``entry_point`` is not
+defined in its ``prompt``, is rejected at load time (it would fail every attempt).
 """
 
 from __future__ import annotations
@@ -23,11 +32,14 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
+from userlm_env.code.assert_tests import check_function, tests_from_check
 from userlm_env.tasks.source import TaskList
 from userlm_env.tasks.task import Shard, ShardedTask
 
 __all__ = [
     "HUMANEVAL_FIELDS",
+    "MalformedRecord",
+    "defines_function",
     "humaneval_task",
     "instrument_check",
     "prompt_preamble",
@@ -137,16 +149,45 @@ def prompt_preamble(prompt: str, entry_point: str) -> str:
     return "\n\n".join(ast.unparse(n) for n in keep)
 
 
+class MalformedRecord(ValueError):
+    """A HumanEval record that can never be graded (missing field, broken ``test``, undefined entry point)."""
+
+
+def defines_function(prompt: str, name: str) -> bool:
+    """Whether ``prompt`` (a HumanEval prompt: code ending in a docstring) defines ``def name(`` at top level."""
+    for source in (prompt + "\n    pass\n", prompt):
+        try:
+            tree = ast.parse(source)
+        except (SyntaxError, ValueError, RecursionError, MemoryError):
+            continue
+        return any(isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef)) and n.name == name for n in tree.body)
+    return re.search(r"^(?:async\s+)?def\s+" + re.escape(name) + r"\s*\(", prompt, re.MULTILINE) is not None
+
+
 def humaneval_task(record: Mapping[str, Any], *, source: str = "humaneval") -> ShardedTask:
     """Build one sharded code task from a HumanEval-format record.
 
+    The asserts of ``check`` become host-graded call tests when they all can (see the module docstring).
+
     Raises:
-        ValueError: a field is missing or not a string, or the prompt cannot be sharded.
+        MalformedRecord: a field is missing or not a string, ``test`` does not parse or has no
+            ``check(candidate)``, or ``entry_point`` is not an identifier defined in ``prompt``.
+        ValueError: the prompt cannot be sharded (no docstring).
     """
+    name = f"HumanEval record {record.get('task_id')!r}"
     missing = [k for k in HUMANEVAL_FIELDS if not isinstance(record.get(k), str) or not record.get(k).strip()]
     if missing:
-        raise ValueError(f"HumanEval record {record.get('task_id')!r}: missing or empty fields {missing}")
+        raise MalformedRecord(f"{name}: missing or empty fields {missing}")
     prompt, entry = record["prompt"], record["entry_point"].strip()
+    if not entry.isidentifier():
+        raise MalformedRecord(f"{name}: entry_point {entry!r} is not a function name")
+    if not defines_function(prompt, entry):
+        raise MalformedRecord(f"{name}: entry_point {entry!r} is not defined in the prompt (no 'def {entry}(')")
+    try:
+        check_function(record["test"])
+    except ValueError as err:
+        raise MalformedRecord(f"{name}: {err}") from err
+    tests, rl_safe, reasons = tests_from_check(record["test"], entry)
     shards = shard_humaneval_prompt(prompt, entry)
     solution = prompt + record["canonical_solution"]
     return ShardedTask(
@@ -160,26 +201,33 @@ def humaneval_task(record: Mapping[str, Any], *, source: str = "humaneval") -> S
             "entry_point": entry,
             "signature": shards[0].text,
             "preamble": prompt_preamble(prompt, entry),
-            "tests": {"type": "script", "code": record["test"]},
+            "tests": tests,
+            "rl_safe": rl_safe,
+            "rl_unsafe_reasons": reasons,
             "record": dict(record),
         },
     )
 
 
-def _tasks_from_records(records: Iterable[Mapping[str, Any]], name: str, where: str) -> TaskList:
-    stats: Counter[str] = Counter()
+def _tasks_from_records(
+    records: Iterable[Mapping[str, Any]], name: str, where: str, lines: list[int] | None = None
+) -> TaskList:
+    stats: Counter[str] = Counter(rl_safe=0, not_rl_safe=0)
     tasks = []
     for index, record in enumerate(records):
         stats["records"] += 1
         try:
-            tasks.append(humaneval_task(record, source=name))
-        except ValueError as err:
-            if "missing or empty fields" in str(err):
-                raise ValueError(f"{where}: record {index}: {err}") from err
+            task = humaneval_task(record, source=name)
+        except MalformedRecord as err:
+            at = f"{where}:{lines[index]}" if lines is not None else where
+            raise ValueError(f"{at}: record {index}: {err}") from err
+        except ValueError:
             stats["skipped"] += 1
             stats["skipped:no_docstring"] += 1
             continue
+        tasks.append(task)
         stats["loaded"] += 1
+        stats["rl_safe" if task.metadata["rl_safe"] else "not_rl_safe"] += 1
     if not tasks:
         raise ValueError(f"{where}: no usable HumanEval records (stats: {dict(stats)})")
     return TaskList(tasks, name=name, stats=dict(stats))
@@ -190,12 +238,15 @@ def load_humaneval_jsonl(path: str | Path) -> TaskList:
 
     Raises:
         FileNotFoundError: the file does not exist.
-        ValueError: a line is not JSON, or a record lacks a field (the message names the line).
+        ValueError: a line is not JSON, or a record lacks a field, has a ``test`` that does not parse
+            or defines no ``check``, or an ``entry_point`` its prompt does not define (the message names
+            the file, line, record index and task id).
     """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"HumanEval jsonl file not found: {str(path)!r}")
     records = []
+    lines = []
     for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
         if not line.strip():
             continue
@@ -206,7 +257,8 @@ def load_humaneval_jsonl(path: str | Path) -> TaskList:
         if not isinstance(record, dict):
             raise ValueError(f"{path}:{number}: expected a JSON object, got {type(record).__name__}")
         records.append(record)
-    return _tasks_from_records(records, f"humaneval-{path.stem}", str(path))
+        lines.append(number)
+    return _tasks_from_records(records, f"humaneval-{path.stem}", str(path), lines)
 
 
 def load_humaneval_hub(split: str = "test") -> TaskList:

@@ -13,8 +13,12 @@ The file is a JSON list (or ``{"data": [...]}``) of records like::
 - Functional tests (``testtype`` ``functional``): ``input`` holds one JSON value per line (the
   arguments), ``output`` the JSON of the expected return value; they become call tests whose
   expected values never enter the sandbox. Without them, a HumanEval ``test`` field (``check``
-  code) is used. ``stdin`` tests and ``class Solution`` (LeetCode-style) records are skipped and
-  counted in ``stats`` (``skipped:stdin_tests``, ``skipped:class_solution``).
+  code) is used: converted into call tests when every assert has a plain form (see
+  :mod:`userlm_env.code.assert_tests`), else run in the candidate's process and marked not RL-safe
+  (``metadata["rl_safe"] = False``); a ``test`` that does not parse or has no ``check`` is an error.
+  ``stats`` counts ``rl_safe`` and ``not_rl_safe`` tasks. ``stdin`` tests and ``class Solution``
+  (LeetCode-style) records are skipped and counted in ``stats`` (``skipped:stdin_tests``,
+  ``skipped:class_solution``).
 - Compressed private tests are decoded with a restricted unpickler that refuses every global
   (only plain strings, numbers, lists and dicts can come out), so a crafted file cannot run code.
 - Shard text may be under ``shard``, ``shard_text`` or ``text``; records of other kinds are skipped
@@ -32,6 +36,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+from userlm_env.code.assert_tests import tests_from_check
 from userlm_env.code.humaneval import prompt_preamble
 from userlm_env.code.sandbox import TestCase
 from userlm_env.tasks.lic import _shards, read_lic_records
@@ -98,10 +103,14 @@ def _record_to_task(record: Any, index: int, path: Path, stats: Counter[str]) ->
     if any(str(c.get("testtype", "functional")) == "stdin" for c in cases if isinstance(c, dict)):
         stats["skipped:stdin_tests"] += 1
         return None
+    reasons: tuple[str, ...] = ()
     if cases:
         tests: dict[str, Any] = {"type": "calls", "cases": tuple(_call_case(c, where) for c in cases)}
     elif isinstance(record.get("test"), str) and record["test"].strip():
-        tests = {"type": "script", "code": record["test"]}
+        try:
+            tests, _, reasons = tests_from_check(record["test"], entry.strip())
+        except ValueError as err:
+            raise ValueError(f"{where}: {err}") from err
     else:
         raise ValueError(f"{where}: no tests (public_test_cases, private_test_cases or test)")
     prompt = record.get("prompt") if isinstance(record.get("prompt"), str) else ""
@@ -125,6 +134,8 @@ def _record_to_task(record: Any, index: int, path: Path, stats: Counter[str]) ->
             "signature": shards[0].text,
             "preamble": preamble,
             "tests": tests,
+            "rl_safe": tests["type"] == "calls",
+            "rl_unsafe_reasons": reasons,
         },
     )
 
@@ -134,12 +145,12 @@ def load_lic_code_json(path: str | Path) -> TaskList:
 
     Raises:
         FileNotFoundError: the file does not exist.
-        ValueError: invalid JSON, a malformed record (file, index and task id named), a duplicate
-            task id, or no usable code record.
+        ValueError: invalid JSON, a malformed record (file, index and task id named; a ``test``
+            that does not parse or has no ``check`` included), a duplicate task id, or no usable code record.
     """
     path = Path(path)
     data = read_lic_records(path)
-    stats: Counter[str] = Counter()
+    stats: Counter[str] = Counter(rl_safe=0, not_rl_safe=0)
     tasks: list[ShardedTask] = []
     seen: dict[str, int] = {}
     for index, record in enumerate(data):
@@ -160,6 +171,7 @@ def load_lic_code_json(path: str | Path) -> TaskList:
         seen[task.task_id] = index
         tasks.append(task)
         stats["loaded"] += 1
+        stats["rl_safe" if task.metadata["rl_safe"] else "not_rl_safe"] += 1
     if not tasks:
         raise ValueError(f"{path}: no usable code records (stats: {dict(stats)})")
     return TaskList(tasks, name=f"lic-code-{path.stem}", stats=dict(stats))

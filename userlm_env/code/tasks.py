@@ -13,6 +13,11 @@ Spec strings (the ``tasks=`` argument of ``UserLM-Code-v0``):
 
 A ``TaskSource`` or a list of ``ShardedTask`` is accepted as is; every task must be ``kind ==
 "code"`` with ``metadata["entry_point"]`` and ``metadata["tests"]`` (checked when drawn).
+
+RL safety: a task is RL-safe when it is graded by call tests only (``tests["type"] == "calls"``:
+inputs in, plain outputs compared in the host) and its ``metadata["rl_safe"]`` is not ``False``
+(:func:`task_is_rl_safe`). HumanEval ``check`` tests that could not be converted run inside the
+candidate's process, where a policy can forge a pass; :func:`count_not_rl_safe` counts them.
 """
 
 from __future__ import annotations
@@ -21,10 +26,22 @@ import difflib
 from collections.abc import Sequence
 from pathlib import Path
 
-from userlm_env.tasks.source import TaskSource, make_task_source
+from userlm_env.tasks.source import TaskList, TaskSource, make_task_source
 from userlm_env.tasks.task import ShardedTask
 
-__all__ = ["CODE_SPEC_FORMS", "check_code_task", "make_code_task_source"]
+__all__ = [
+    "CODE_SPEC_FORMS",
+    "NotRLSafeWarning",
+    "check_code_task",
+    "count_not_rl_safe",
+    "make_code_task_source",
+    "task_is_rl_safe",
+]
+
+
+class NotRLSafeWarning(UserWarning):
+    """A code task source holds tasks whose tests run in the candidate's process (forgeable by a policy)."""
+
 
 CODE_SPEC_FORMS = (
     "code:procedural",
@@ -96,3 +113,22 @@ def check_code_task(task: ShardedTask) -> None:
         raise ValueError(
             f"code task {task.task_id!r}: tests type must be 'calls' or 'script', got {tests.get('type')!r}"
         )
+
+
+def task_is_rl_safe(task: ShardedTask) -> bool:
+    """Whether ``task`` is graded only by host-compared call tests (see the module docstring)."""
+    tests = task.metadata.get("tests")
+    return isinstance(tests, dict) and tests.get("type") == "calls" and task.metadata.get("rl_safe", True) is not False
+
+
+def count_not_rl_safe(source: TaskSource) -> tuple[int, int] | None:
+    """``(not RL-safe, total)`` for a finite source (a ``TaskList``), else from its ``stats`` or ``None``.
+
+    A generator such as ``code:procedural`` (call tests only, no ``not_rl_safe`` stat) gives ``None``.
+    """
+    if isinstance(source, TaskList):
+        return sum(not task_is_rl_safe(t) for t in source), len(source)
+    stats = source.stats
+    if "not_rl_safe" in stats:
+        return int(stats["not_rl_safe"]), int(stats.get("loaded", stats["not_rl_safe"]))
+    return None

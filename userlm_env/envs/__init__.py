@@ -6,12 +6,15 @@ import difflib
 from typing import Any
 
 from userlm_env.code.tasks import make_code_task_source
+from userlm_env.envs.base import EndReason, EpisodeView, ShardedChatEnv, ShardedChatVectorEnv
 from userlm_env.envs.code_env import UserLMCodeEnv, UserLMCodeVectorEnv
-from userlm_env.envs.math_env import ShardedChatEnv, ShardedChatVectorEnv, UserLMMathEnv, UserLMMathVectorEnv
+from userlm_env.envs.math_env import UserLMMathEnv, UserLMMathVectorEnv
 from userlm_env.tasks import TaskSource, make_task_source
 
 __all__ = [
     "ENV_CLASSES",
+    "EndReason",
+    "EpisodeView",
     "ShardedChatEnv",
     "ShardedChatVectorEnv",
     "UserLMCodeEnv",

@@ -2,18 +2,26 @@
 
 from __future__ import annotations
 
+import warnings
+import weakref
 from typing import Any
 
 from userlm_env.code.judge import EMPTY_CODE_INFO, CodeJudge, CodeJudgement
 from userlm_env.code.sandbox import Sandbox, SandboxConfig
-from userlm_env.code.tasks import check_code_task, make_code_task_source
-from userlm_env.envs.math_env import DEFAULT_MAX_REPLY_CHARS, DEFAULT_MAX_TURNS, ShardedChatEnv, ShardedChatVectorEnv
+from userlm_env.code.tasks import (
+    NotRLSafeWarning,
+    check_code_task,
+    count_not_rl_safe,
+    make_code_task_source,
+    task_is_rl_safe,
+)
+from userlm_env.envs.base import DEFAULT_MAX_REPLY_CHARS, DEFAULT_MAX_TURNS, ShardedChatEnv, ShardedChatVectorEnv
 from userlm_env.judge import Judgement
 from userlm_env.rewards import RewardConfig
 from userlm_env.tasks import ShardedTask, TaskSource
 from userlm_env.users import UserSimulator
 
-__all__ = ["UserLMCodeEnv", "UserLMCodeVectorEnv", "make_code_judge"]
+__all__ = ["UserLMCodeEnv", "UserLMCodeVectorEnv", "make_code_judge", "warn_if_not_rl_safe"]
 
 
 def make_code_judge(judge: Any = "rule", sandbox: Sandbox | SandboxConfig | None = None) -> Any:
@@ -38,6 +46,31 @@ def make_code_judge(judge: Any = "rule", sandbox: Sandbox | SandboxConfig | None
     if not callable(getattr(judge, "judge_task", None)):
         raise TypeError(f"a code judge needs a judge_task(reply, task) method, got {type(judge).__name__}")
     return judge
+
+
+_WARNED_SOURCES: weakref.WeakSet = weakref.WeakSet()
+
+
+def warn_if_not_rl_safe(source: TaskSource) -> None:
+    """Warn (:class:`NotRLSafeWarning`), once per task source, when it holds tasks that are not RL-safe."""
+    try:
+        if source in _WARNED_SOURCES:
+            return
+        _WARNED_SOURCES.add(source)
+    except TypeError:  # a source that cannot be weakly referenced: warn every time it is built into an env
+        pass
+    counts = count_not_rl_safe(source)
+    if counts is None or counts[0] == 0:
+        return
+    unsafe, total = counts
+    warnings.warn(
+        f"code task source {source.name!r}: {unsafe} of {total} tasks are not RL-safe: their HumanEval "
+        "check(candidate) tests run inside the candidate's process, where a policy can forge a pass "
+        "(an always-equal return value, forged result events). Use them for evaluation, or keep only "
+        "tasks with metadata['rl_safe'] (info['rl_safe']) for RL.",
+        NotRLSafeWarning,
+        stacklevel=3,
+    )
 
 
 class UserLMCodeEnv(ShardedChatEnv):
@@ -102,7 +135,9 @@ class UserLMCodeEnv(ShardedChatEnv):
     `new_shards`, `user_ended`, `end_reason`, `reply_truncated`, `judge_reason`, `user_meta`) plus
     `tests_passed`, `tests_failed`, `tests_total` (None where not measurable), `error_type` (one of
     `userlm_env.code.sandbox.ERROR_TYPES`, `"syntax"` for unparsable code, None when passed or no
-    attempt), `execution_error` and `execution_seconds`.
+    attempt), `execution_error`, `execution_seconds` and `rl_safe` (the task is graded by
+    host-compared call tests only; False for HumanEval `check` code run in the candidate's process,
+    which a policy can forge: a `NotRLSafeWarning` is issued once per task source holding such tasks).
 
     ## Vectorized environment
     `gym.make_vec("UserLM-Code-v0", num_envs=N)` gives a `UserLMCodeVectorEnv` (one batched user
@@ -143,7 +178,9 @@ class UserLMCodeEnv(ShardedChatEnv):
         tasks = kwargs.pop("tasks", "code:procedural")
         judge = kwargs.pop("judge", "rule")
         sandbox = kwargs.pop("sandbox", None)
-        return {"tasks": make_code_task_source(tasks), "judge": make_code_judge(judge, sandbox)}
+        source = make_code_task_source(tasks)
+        warn_if_not_rl_safe(source)
+        return {"tasks": source, "judge": make_code_judge(judge, sandbox)}
 
     def check_task(self, task: ShardedTask) -> None:
         """Raise ``ValueError`` unless ``task`` is a code task with an entry point and hidden tests."""
@@ -154,10 +191,10 @@ class UserLMCodeEnv(ShardedChatEnv):
         return self.judge.judge_task(reply, task)
 
     def extra_info(self, judgement: Judgement | None) -> dict[str, Any]:
-        """``tests_passed``, ``tests_failed``, ``tests_total``, ``error_type``, ``execution_error``, ``execution_seconds``."""
-        if isinstance(judgement, CodeJudgement):
-            return judgement.code_info()
-        return dict(EMPTY_CODE_INFO)
+        """``tests_passed``/``failed``/``total``, ``error_type``, ``execution_error``/``seconds``, ``rl_safe``."""
+        info = judgement.code_info() if isinstance(judgement, CodeJudgement) else dict(EMPTY_CODE_INFO)
+        info["rl_safe"] = task_is_rl_safe(self.task)
+        return info
 
 
 class UserLMCodeVectorEnv(ShardedChatVectorEnv):
