@@ -17,10 +17,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+from gymnasium.error import ResetNeeded
 
 from userlm_env.backends.errors import BackendError
 from userlm_env.envs.math_env import UserLMMathEnv
 from userlm_env.episode_log import RECORD_FIELDS, EpisodeLog, unique_by_key
+from userlm_env.episode_types import EndReason, EpisodeRecord
 from userlm_env.rewards import COMPONENTS
 
 __all__ = ["RECORD_FIELDS", "run_episodes", "summarize"]
@@ -41,8 +43,11 @@ class _Running:
     opening_shards: list[int] | None = None
 
 
-def _record(run: _Running, *, terminated: bool, truncated: bool, error: str | None, meta: dict) -> dict[str, Any]:
-    state = run.env._state
+def _record(run: _Running, *, terminated: bool, truncated: bool, error: str | None, meta: dict) -> EpisodeRecord:
+    try:
+        state = run.env.episode
+    except ResetNeeded:  # the reset itself failed
+        state = None
     totals = {name: float(sum(s["reward_components"][name] for s in run.steps)) for name in COMPONENTS}
     task = state.task if state else None
     return {
@@ -61,7 +66,7 @@ def _record(run: _Running, *, terminated: bool, truncated: bool, error: str | No
         "score": state.score if state else 0.0,
         "turns": len(run.steps),
         "shards_revealed": len(state.revealed) if state else 0,
-        "end_reason": state.end_reason if state else None,
+        "end_reason": state.end_reason.value if state and state.end_reason else None,
         "terminated": terminated,
         "truncated": truncated,
         "component_totals": totals,
@@ -129,12 +134,12 @@ def run_episodes(
             run = _Running(env, episode, seed, key, [], {}, time.perf_counter())
             try:
                 run.obs, run.info = env.reset(seed=int(seed), options=options[episode] if options else None)
-                run.opening_shards = list(env._state.revealed)
+                run.opening_shards = list(env.episode.revealed)
             except Exception:
                 finish(run, error=traceback.format_exc(limit=5))
                 continue
-            if env._state.done:  # the user ended the chat before it began (or its model failed)
-                failed = env._state.end_reason == "user_error"
+            if env.episode.done:  # the user ended the chat before it began (or its model failed)
+                failed = env.episode.end_reason is EndReason.USER_ERROR
                 finish(run, terminated=not failed, truncated=failed)
                 continue
             running.append(run)
@@ -202,7 +207,7 @@ def _assistant_turns(assistant, running: list[_Running]) -> list[tuple[_Running,
     for run in running:
         info = dict(run.info)
         if assistant.needs_oracle:
-            info["oracle_answer"] = run.env._state.task.answer
+            info["oracle_answer"] = run.env.task.answer
         infos.append(info)
     seeds = [(run.seed * 1_000_003 + len(run.steps)) % (2**31 - 1) for run in running]
     try:

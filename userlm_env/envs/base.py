@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import enum
 import warnings
 from dataclasses import dataclass, field
 from typing import Any
@@ -43,6 +42,7 @@ import numpy as np
 from gymnasium.error import ResetNeeded
 
 from userlm_env.backends.errors import BackendError
+from userlm_env.episode_types import EndReason
 from userlm_env.judge import Judgement
 from userlm_env.rewards import COMPONENTS, RewardConfig, step_components
 from userlm_env.shard_detection import detect_revealed_shards
@@ -64,29 +64,6 @@ __all__ = [
 DEFAULT_MAX_TURNS = 12
 DEFAULT_MAX_REPLY_CHARS = 8000
 SEED_SPACE = 2**31 - 1
-
-
-class EndReason(str, enum.Enum):
-    """Why an episode ended (``info["end_reason"]`` holds the value; members compare equal to it)."""
-
-    CORRECT_ANSWER = "correct_answer"
-    """Termination: an answer attempt was graded correct."""
-    ANSWERED_ALL_SHARDS = "answered_all_shards"
-    """Termination: an answer attempt after every shard was revealed."""
-    USER_ENDED = "user_ended"
-    """Termination: the user ended the conversation."""
-    MAX_TURNS = "max_turns"
-    """Truncation: the episode's turn limit."""
-    USER_ERROR = "user_error"
-    """Truncation: the user's model failed (a ``BackendError``); ``info["error"]`` says why."""
-
-    def __str__(self) -> str:
-        return self.value
-
-    @property
-    def truncates(self) -> bool:
-        """The episode was cut short (Gymnasium's ``truncated``) rather than ended by the task."""
-        return self in (EndReason.MAX_TURNS, EndReason.USER_ERROR)
 
 
 @dataclass

@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from userlm_env.episode_log import unique_by_key
+from userlm_env.episode_types import EndReason
 from userlm_env.evaluation.assistant_metrics import attempt_stats, lic_metrics_with_ci, relative_drop, scores_by_task
 from userlm_env.evaluation.plots import bar_chart_with_ci, turn_curve
 from userlm_env.evaluation.records import cut_before_all_shards, opening_shards, printable
@@ -79,7 +80,7 @@ def _label(setting: str, user: str) -> str:
 
 def _probes(records: Sequence[Mapping[str, Any]]) -> list[bool] | None:
     """Termination probes in record order (None if no episode was probed)."""
-    probed = [r for r in records if r.get("end_reason") == "correct_answer" and not r.get("error")]
+    probed = [r for r in records if r.get("end_reason") == EndReason.CORRECT_ANSWER and not r.get("error")]
     if not any("termination_probe" in r for r in probed):
         return None
     return [bool(r.get("termination_probe")) for r in probed if r.get("termination_probe") is not None]
@@ -101,7 +102,9 @@ def revealed_by_turn(records: Sequence[Mapping[str, Any]], max_turns: int) -> li
             continue
         steps = record.get("steps") or []
         counts = [len(opening_shards(record))]
-        counts += [len(s.get("shards_revealed") or []) for s in steps if s.get("end_reason") in (None, "user_ended")]
+        counts += [
+            len(s.get("shards_revealed") or []) for s in steps if s.get("end_reason") in (None, EndReason.USER_ENDED)
+        ]
         counts += [counts[-1]] * max(0, max_turns - len(counts))
         curves.append([c / record["num_shards"] for c in counts[:max_turns]])
     return [float(v) for v in np.mean(curves, axis=0)] if curves else []

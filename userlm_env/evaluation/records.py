@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from userlm_env.episode_types import EndReason
+
 
 def opening_shards(record: Mapping[str, Any]) -> list[int]:
     """Shard ids revealed by the user's opening message (logged, or derived from the first step)."""
@@ -43,7 +45,7 @@ def cut_before_all_shards(record: Mapping[str, Any]) -> bool:
     of an evaluation (:func:`userlm_env.evaluation.runner.sharded_max_turns`) avoids it; an explicit
     ``--max-turns`` below a task's shard count causes it, and the reports count and mark it.
     """
-    if record.get("error") or record.get("end_reason") != "max_turns":
+    if record.get("error") or record.get("end_reason") != EndReason.MAX_TURNS:
         return False
     num_shards, revealed = record.get("num_shards"), record.get("shards_revealed")
     return isinstance(num_shards, int) and isinstance(revealed, int) and revealed < num_shards

@@ -39,6 +39,7 @@ import numpy as np
 
 from userlm_env.backends.errors import BackendError
 from userlm_env.episode_log import RECORD_FIELDS, EpisodeLog, EpisodeLogWarning, LogProblem
+from userlm_env.episode_types import EndReason
 from userlm_env.tasks import ShardedTask, TaskSource
 from userlm_env.users import UserRequest, UserSimulator
 
@@ -185,7 +186,7 @@ def episode_plan(tasks: Sequence[ShardedTask], runs_per_task: int, seed: int) ->
 
 def termination_probe(user: UserSimulator, tasks: dict[str, ShardedTask], record: dict[str, Any]) -> bool | None:
     """Ask the user for one more turn after the episode's correct answer; did it end the chat?"""
-    if record.get("end_reason") != "correct_answer" or record.get("error"):
+    if record.get("end_reason") != EndReason.CORRECT_ANSWER or record.get("error"):
         return None
     steps = record["steps"]
     request = UserRequest(
@@ -306,7 +307,7 @@ def _run(config: EvalConfig, out_dir: Path, log: EpisodeLog, make_env, on_run_st
             record: dict[str, Any], user=user, single_turn=single_turn, budget_of_seed=budget_of_seed
         ) -> None:
             record["max_turns"] = budget_of_seed.get(record.get("seed"), record.get("max_turns"))
-            if config.termination_probe and not single_turn and record.get("end_reason") == "correct_answer":
+            if config.termination_probe and not single_turn and record.get("end_reason") == EndReason.CORRECT_ANSWER:
                 record["termination_probe"] = termination_probe(user, by_id, record)
 
         with warnings.catch_warnings(), contextlib.closing(user):

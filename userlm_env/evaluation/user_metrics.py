@@ -34,6 +34,7 @@ from typing import Any
 
 import numpy as np
 
+from userlm_env.episode_types import EndReason
 from userlm_env.evaluation.records import opening_shards, user_turns
 from userlm_env.shard_detection import content_words, numbers_in
 
@@ -306,7 +307,7 @@ def user_metrics_from_episodes(
         first_shards.append(len(opening) / num_shards)
         steps = r.get("steps") or []
         user_said = [len(opening)] + [
-            len(s.get("new_shards") or []) for s in steps if s.get("end_reason") in (None, "user_ended")
+            len(s.get("new_shards") or []) for s in steps if s.get("end_reason") in (None, EndReason.USER_ENDED)
         ]
         per_turn.append(float(np.mean(user_said)))
         coverage.append(r.get("shards_revealed", 0) / num_shards)
@@ -315,10 +316,10 @@ def user_metrics_from_episodes(
             added += [bool(added_numbers(t, intent)) for t in user_turns(r["transcript"])]
         ended.append(bool(steps and steps[-1].get("user_ended")))
         for step in steps:
-            if step.get("end_reason") in (None, "user_ended"):  # the user answered this reply
+            if step.get("end_reason") in (None, EndReason.USER_ENDED):  # the user answered this reply
                 predicted.append(bool(step.get("user_ended")))
                 actual.append(bool(step.get("correct")))
-        if r.get("end_reason") == "correct_answer" and termination_probes is not None:
+        if r.get("end_reason") == EndReason.CORRECT_ANSWER and termination_probes is not None:
             probe = next(probes, None)
             if probe is not None:
                 predicted.append(bool(probe))
