@@ -4,13 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from userlm_env.envs.base import (  # noqa: F401  (re-exported: older code imports the core from here)
-    DEFAULT_MAX_REPLY_CHARS,
-    DEFAULT_MAX_TURNS,
-    EpisodeState,
-    ShardedChatEnv,
-    ShardedChatVectorEnv,
-)
+from userlm_env.envs.base import ShardedChatEnv, ShardedChatVectorEnv
 from userlm_env.judge import Judgement, make_judge
 from userlm_env.tasks import ShardedTask, make_task_source
 
