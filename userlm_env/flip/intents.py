@@ -244,33 +244,3 @@ def get_intents(
     if method not in INTENT_METHODS:
         raise ValueError(f"unknown intent method {method!r}; use one of {INTENT_METHODS}")
     return {c.id: cheap_intent(c, method) for c in conversations}
-
-
-def intent_quality(conversations: Sequence[Conversation], intents: dict[str, Intent]) -> dict[str, float]:
-    """Cheap checks of intents against their conversations (no reference intents exist for ShareGPT).
-
-    Returns:
-        ``grounding``: share of the intent's content words found in the user turns (0 = unrelated);
-        ``coverage``: share of the user turns' content words found in the intent;
-        ``first_turn_copy``: share of the first turn's content words found in the intent (high = it
-        repeats the first turn rather than summarising); ``you_want_form``: share in the asked
-        ``You want ...`` form; ``mean_words``: intent length.
-    """
-    import numpy as np
-
-    from userlm_env.evaluation.user_metrics import intent_overlap
-
-    rows = {"grounding": [], "coverage": [], "first_turn_copy": [], "you_want_form": [], "mean_words": []}
-    for conv in conversations:
-        intent = intents[conv.id].text
-        users = " ".join(conv.user_turns())
-        for key, value in (
-            ("grounding", intent_overlap(intent, users)),
-            ("coverage", intent_overlap(users, intent)),
-            ("first_turn_copy", intent_overlap(conv.user_turns()[0], intent)),
-            ("you_want_form", float(intent.lower().startswith("you want"))),
-            ("mean_words", float(len(intent.split()))),
-        ):
-            if value == value:  # not NaN
-                rows[key].append(value)
-    return {key: float(np.mean(values)) if values else float("nan") for key, values in rows.items()}
