@@ -43,11 +43,23 @@ HELLO = [{"role": "user", "content": "hello"}]
 class Stub:
     """A local OpenAI-like server. ``mode``: ok | garbage | error500 | error503 | model404 | slow.
 
-    ``script`` (a list of modes) is used first, one mode per request, then ``mode``.
+    ``script`` (a list of modes) is used first, one mode per request, then ``mode``. With
+    ``token_prompts=False`` a completions prompt that is a list of token ids gets HTTP 500 with a
+    validation error, as from llama-cpp-python's server (``prompt: str | list[str]``); vLLM, SGLang and
+    llama-server take them.
     """
 
-    def __init__(self, mode: str = "ok", *, delay: float = 0.0, text: str = "hi there friend", script=()):
+    def __init__(
+        self,
+        mode: str = "ok",
+        *,
+        delay: float = 0.0,
+        text: str = "hi there friend",
+        script=(),
+        token_prompts: bool = True,
+    ):
         self.mode, self.delay, self.text, self.script = mode, delay, text, list(script)
+        self.token_prompts = token_prompts
         self.bodies: list[dict] = []
         self.paths: list[str] = []
         self.in_flight = self.peak = 0
@@ -90,6 +102,9 @@ class Stub:
                     elif mode == "model404":
                         message = f"The model `{body.get('model')}` does not exist."
                         self._send(404, {"error": {"message": message, "type": "NotFoundError", "code": 404}})
+                    elif isinstance(body.get("prompt"), list) and not stub.token_prompts:
+                        message = "1 validation error: {'msg': 'Input should be a valid string'}"
+                        self._send(500, {"error": {"message": message, "type": "internal_server_error"}})
                     elif self.path.endswith("/chat/completions"):
                         choice = {
                             "index": 0,
@@ -100,9 +115,15 @@ class Stub:
                     else:  # like a real server: max_tokens=1 gives one "token" (a word here)
                         text, finish = stub.text, "stop"
                         first, _, tail = text.partition(" ")
+                        prompt = body.get("prompt", "")
+                        heads = [b["prompt"] for b in stub.bodies[:-1] if b.get("max_tokens") == 1]
+                        if isinstance(prompt, list):  # token ids: a continuation extends an earlier head prompt
+                            continued = any(isinstance(h, list) and prompt[: len(h)] == h != prompt for h in heads)
+                        else:
+                            continued = prompt.endswith(first)
                         if body.get("max_tokens") == 1 and tail:
                             text, finish = first, "length"
-                        elif tail and body.get("prompt", "").endswith(first):
+                        elif tail and continued:
                             text = " " + tail
                         choice = {"index": 0, "text": text, "finish_reason": finish}
                         self._send(200, {"choices": [choice], "usage": {"prompt_tokens": 5, "completion_tokens": 3}})
@@ -204,29 +225,43 @@ def test_first_token_ban_is_ignored_with_a_warning_in_chat_mode(stub_factory):
     assert "logit_bias" not in stub.bodies[0]
 
 
-def test_userlm_over_completions_mode(stub_factory, tiny_userlm_untrained, toy):
-    """UserLM prompt rendered client-side (opens a user turn), stop strings, first-token ban in two steps."""
+@pytest.mark.parametrize("token_prompts", [True, False], ids=["ids-server", "text-only-server"])
+def test_userlm_over_completions_mode(stub_factory, tiny_userlm_untrained, toy, token_prompts):
+    """UserLM prompt rendered client-side (opens a user turn), stop strings, first-token ban in two steps.
+
+    A server that takes token ids (vLLM, SGLang, llama-server) gets exactly the local ids; one that
+    refuses them (llama-cpp-python: HTTP 500, a validation error) gets the text form from then on.
+    """
     from userlm_env.backends import TransformersBackend
     from userlm_env.users import UserLMUser, UserRequest
     from userlm_env.users.template import END_CONVERSATION, END_OF_TURN
 
-    stub = stub_factory(text="how many eggs are left")
+    stub = stub_factory(text="how many eggs are left", token_prompts=token_prompts)
     user = make_user(f"userlm:{stub.url}?model=m&tokenizer={tiny_userlm_untrained}")
     assert isinstance(user, UserLMUser) and user.backend.mode == "completions"
+    assert user.backend.prompt_format == "auto"
     request = UserRequest(task=toy.task, conversation=(), revealed=(), turn=0, seed=3)
     turn = user.respond(request)
     assert turn.text == "how many eggs are left" and not turn.ended
-    head, rest = stub.bodies[0], stub.bodies[1]  # first token with the first-token ban, then the rest
     local = TransformersBackend.from_spec(str(tiny_userlm_untrained), device="cpu")
     prompt = local.render(user.messages(request), chat_template=user.chat_template)
     text = local.tokenizer.decode(prompt, skip_special_tokens=False)
-    assert head["prompt"] == text.removeprefix(local.tokenizer.bos_token)  # the server adds BOS itself
-    assert head["prompt"].endswith("<|start_header_id|>user<|end_header_id|>\n\n")
+    if token_prompts:
+        head, rest = stub.bodies[0], stub.bodies[1]  # first token with the first-token ban, then the rest
+        assert head["prompt"] == list(prompt)  # the local ids, BOS included (servers add none to token prompts)
+        assert rest["prompt"] == list(prompt) + local.tokenizer.encode("how", add_special_tokens=False)
+        assert user.backend.servers[0].token_prompts is True
+    else:
+        rejected, head, rest = stub.bodies[0], stub.bodies[1], stub.bodies[2]
+        assert rejected["prompt"] == list(prompt) and len(stub.bodies) == 3
+        assert head["prompt"] == text.removeprefix(local.tokenizer.bos_token)  # the server adds BOS itself
+        assert rest["prompt"] == head["prompt"] + "how"
+        assert user.backend.servers[0].token_prompts is False
+    assert text.endswith("<|start_header_id|>user<|end_header_id|>\n\n")
     assert head["max_tokens"] == 1 and rest["max_tokens"] == user.config.sampling.max_new_tokens - 1
     banned_first = {str(i) for i in user.banned_first}
     assert banned_first <= set(head["logit_bias"]) and not banned_first & set(rest.get("logit_bias", {}))
     assert str(user.end_id) in head["logit_bias"]  # <|endconversation|> is banned at turn 0
-    assert rest["prompt"] == head["prompt"] + "how"
     assert set(head["stop"]) == {END_OF_TURN, END_CONVERSATION}
     assert head["stop_token_ids"] == [user.eot_id, user.end_id]
 
@@ -235,6 +270,21 @@ def test_userlm_over_completions_mode(stub_factory, tiny_userlm_untrained, toy):
     assert user.respond(later).ended
     generation = user.backend._generation("", "stop", {"stop_reason": user.end_id}, [user.eot_id, user.end_id], {})
     assert generation.stop_token_id == user.end_id  # vLLM reports which stop token fired
+
+
+def test_prompt_format_option(stub_factory, tiny_userlm_untrained):
+    """``prompt_format=text`` never sends ids; ``ids`` never falls back; bad values are refused."""
+    stub = stub_factory(token_prompts=False)
+    text_backend = HTTPBackend.from_spec(f"{stub.url}?model=m&tokenizer={tiny_userlm_untrained}&prompt_format=text")
+    text_backend.generate([GenerationRequest(text_backend.render(HELLO))], PARAMS, [])
+    assert [type(b["prompt"]) for b in stub.bodies] == [str]
+    ids_backend = HTTPBackend(
+        stub.url, model="m", tokenizer=str(tiny_userlm_untrained), prompt_format="ids", max_retries=0
+    )
+    with pytest.raises(ServerUnavailableError, match="Input should be a valid string"):
+        ids_backend.generate([GenerationRequest(ids_backend.render(HELLO))], PARAMS, [])
+    with pytest.raises(ValueError, match="prompt_format"):
+        HTTPBackend(stub.url, tokenizer=str(tiny_userlm_untrained), prompt_format="bytes")
 
 
 # --------------------------------------------------------------------------- concurrency and balancing

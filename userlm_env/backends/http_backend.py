@@ -7,15 +7,33 @@
 Two modes:
 
 - ``completions`` (``POST {base}/completions``): the prompt is rendered **client-side** with the
-  model's own chat template (a tokenizer loaded locally with ``transformers.AutoTokenizer``) and sent
-  as text, special tokens kept. Needed for UserLM: a generic chat endpoint always opens an
-  *assistant* turn, UserLM's template opens a *user* turn. Stop strings are the stop token ids'
-  texts (plus ``stop_token_ids``, which vLLM and SGLang honour). A leading BOS is dropped from the
-  text when the tokenizer itself adds one when encoding text (the server will add it again).
+  model's own chat template (a tokenizer loaded locally with ``transformers.AutoTokenizer``). Needed
+  for UserLM: a generic chat endpoint always opens an *assistant* turn, UserLM's template opens a
+  *user* turn. Stop strings are the stop token ids' texts (plus ``stop_token_ids``, which vLLM and
+  SGLang honour).
 - ``chat`` (``POST {base}/chat/completions``): for assistant models; the messages go as they are
   and the server applies its template. :meth:`HTTPBackend.render` then returns a
   :class:`RenderedPrompt`, a tuple of token ids (empty without a local tokenizer) that also carries
   the messages, so callers that put ``render(...)`` into ``GenerationRequest.prompt_ids`` work as is.
+
+Message contents never become control tokens (an assistant reply holding ``<|eot_id|>`` must not
+forge a turn in the simulated user's prompt; see :mod:`userlm_env.backends.rendering`):
+
+- completions, ``prompt_format="ids"``: the prompt goes as its token ids (``"prompt": [ids]``), which
+  vLLM, SGLang and llama.cpp's own ``llama-server`` take as they are, so the server sees exactly the
+  local tokens (contents' control-token strings encoded as text, no BOS added again).
+- completions, ``prompt_format="text"``: the prompt goes as text; servers parse control-token
+  strings in text prompts as control tokens, so a control-token string that came from a content gets
+  a zero-width space (U+200B) after its first character (the model reads ``<``, U+200B,
+  ``|eot_id|>``: the same visible characters, no control token). Prompts without one are sent
+  exactly as before. A leading BOS is dropped when the tokenizer itself adds one when encoding text
+  (the server adds it again).
+- ``prompt_format="auto"`` (default): ids; if a server answers the first token-id prompt with an
+  error status and takes the same prompt as text, that server gets text from then on.
+  llama-cpp-python's server (``python -m llama_cpp.server``) only takes text prompts
+  (``prompt: str | list[str]``; token ids get HTTP 500 with a validation error): it is used in text form.
+- chat: the messages' control-token strings get the same zero-width space (those of the local
+  tokenizer; without one, the common shapes ``<|...|>``, ``[INST]``, ``<s>``, ``<start_of_turn>``...).
 
 Per request: ``seed`` (llama.cpp, vLLM and SGLang honour it; folded into 31 bits), ``temperature``,
 ``top_p``, ``max_tokens``. Banned tokens go as ``logit_bias`` ``{id: -100}``. Limits: -100 is a
@@ -23,18 +41,25 @@ very large penalty rather than a hard mask on some servers; the OpenAI API itsel
 at 300 entries; tokens banned only as the *first* token (UserLM's guardrail) cannot be expressed in
 one OpenAI request, so in completions mode the first token is requested separately (``max_tokens=1``
 with the first-token ban) and the rest continues from prompt + that token (one extra request per
-generation; the server re-tokenizes the joined text, which can split differently at the seam). In
+generation; the token's text is re-tokenized, locally for an ids prompt, by the server for a text
+prompt, which can split differently at the seam). In
 chat mode first-token bans are ignored (a warning says so once).
 
 Several base URLs share the load (``least_busy``: fewest requests in flight, ties round-robin;
 or ``round_robin``); a thread pool runs a batch's requests concurrently (``concurrency`` per URL)
-so N requests keep all servers busy. Each request has a socket ``timeout`` (connect, and each read)
-and is retried with exponential backoff (``backoff * 2**k`` seconds, at most ``max_backoff``) on
-connection errors, timeouts, 429 and 5xx, on another URL when there is one; a URL that failed is
-avoided for a short cool-down. Errors (all :class:`~userlm_env.backends.errors.BackendError`):
+so N requests keep all servers busy. Each request has a total deadline, ``timeout`` seconds for the
+whole exchange (connect, send, the response's headers and its whole body: a server trickling bytes is
+cut off at the deadline, not at each read), and a response body larger than ``max_response_bytes``
+is refused without being buffered (:class:`ServerResponseError`, not retried). A request is retried
+with exponential backoff (``backoff * 2**k`` seconds, at most ``max_backoff``) on connection errors,
+timeouts (so a call waits at most about ``(retries + 1) * timeout`` plus the backoffs), 429 and 5xx,
+on another URL when there is one; a URL that failed is avoided for a short cool-down.
+Errors (all :class:`~userlm_env.backends.errors.BackendError`):
 server down or too slow after every retry (:class:`ServerUnavailableError`, URL and cause in the
 message), 4xx with the server's own message, e.g. an unknown model name, or a non-JSON / malformed
-body (:class:`ServerResponseError`).
+body: not JSON, not an object, no ``choices``, a choice without a string ``text`` (completions) or
+``message`` (chat; a null ``content`` reads as ""), a non-string ``finish_reason``, a ``usage`` that
+is not an object of non-negative integers (:class:`ServerResponseError`, see :func:`parse_response`).
 
 llama.cpp's server applies its own sampling defaults (``top_k=40``, ``min_p=0.05``,
 ``repeat_penalty=1.1``) unless told otherwise; ``plain_sampling=True`` sends ``top_k=0, min_p=0,
@@ -50,14 +75,16 @@ Spec strings (``make_user("userlm:SPEC")``, ``make_user("prompted:SPEC")``, ``ma
 
 keys: ``model`` (served model name; default: the first of ``GET /models``), ``tokenizer`` (hub
 id, local dir, ``.gguf`` file or ``smollm2-135m``), ``mode`` (``completions`` | ``chat``; default
-completions when a tokenizer is given, else chat), ``timeout``, ``retries``, ``concurrency``,
-``policy``, ``plain_sampling`` (0/1). The API key, if any, comes from ``$USERLM_ENV_API_KEY``.
+completions when a tokenizer is given, else chat), ``prompt_format`` (``auto`` | ``ids`` | ``text``),
+``timeout``, ``retries``, ``backoff``, ``concurrency``, ``policy``, ``plain_sampling`` (0/1),
+``max_response_bytes``. The API key, if any, comes from ``$USERLM_ENV_API_KEY``.
 """
 
 from __future__ import annotations
 
 import functools
 import http.client
+import io
 import itertools
 import json
 import os
@@ -75,10 +102,19 @@ from urllib.parse import parse_qsl, urlsplit
 
 from userlm_env.backends.errors import BackendError, ServerResponseError, ServerUnavailableError  # noqa: F401
 from userlm_env.backends.models import BUNDLED_SMOLLM2, ModelLoadError, bundled_smollm2_gguf, cache_dir
+from userlm_env.backends.rendering import (
+    control_tokens,
+    encode_continuation,
+    escape_messages,
+    prompt_text_for_server,
+    render_chat_ids,
+)
 from userlm_env.backends.transformers_backend import Generation, GenerationRequest, SamplingParams, chat_completer
 
 MODES = ("completions", "chat")
 POLICIES = ("least_busy", "round_robin")
+PROMPT_FORMATS = ("auto", "ids", "text")
+DEFAULT_MAX_RESPONSE_BYTES = 8 * 1024 * 1024
 PLAIN_SAMPLING = {"top_k": 0, "min_p": 0.0, "repeat_penalty": 1.0}
 _RETRY_STATUS = frozenset({408, 429, 500, 502, 503, 504})
 _SEED_MASK = 0x7FFFFFFF
@@ -181,6 +217,7 @@ class _Server:
     last_pick: int = 0
     model: str | None = None
     model_resolved: bool = False
+    token_prompts: bool | None = None  # takes token-id prompts (None: not known yet)
 
 
 def _parse_base(url: str) -> _Server:
@@ -194,7 +231,7 @@ def _server_message(body: bytes) -> str:
     text = body.decode("utf-8", "replace").strip()
     try:
         data = json.loads(text)
-    except ValueError:
+    except (ValueError, RecursionError):
         return text[:300] or "(empty body)"
     if isinstance(data, dict):
         err = data.get("error", data.get("detail", data.get("message")))
@@ -203,6 +240,151 @@ def _server_message(body: bytes) -> str:
         if err is not None:
             return str(err)[:500]
     return text[:300]
+
+
+def _malformed(what: str, raw: bytes | str, url: str | None, path: str, status: int | None) -> ServerResponseError:
+    snippet = (raw[:200].decode("utf-8", "replace") if isinstance(raw, bytes) else str(raw)[:200]) if raw else ""
+    where = f"{url or 'the server'}{path}"
+    return ServerResponseError(
+        f"{where} answered HTTP {status} with a malformed body ({what}): {snippet!r}", url=url, status=status
+    )
+
+
+def _count(usage: Mapping, key: str) -> int:
+    value = usage.get(key)
+    if value is None:
+        return 0
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ValueError(f"usage.{key} is {value!r}, not a non-negative integer")
+    return value
+
+
+def parse_response(
+    raw: bytes | str, path: str = "/completions", *, url: str | None = None, status: int | None = 200
+) -> tuple[str, str | None, dict, dict[str, int]]:
+    """Validate an OpenAI-style completion response body.
+
+    Args:
+        raw: the body (bytes or text).
+        path: ``/completions`` (``choices[0].text``) or ``/chat/completions`` (``choices[0].message.content``).
+        url: the server, for the error message.
+        status: the HTTP status, for the error message.
+
+    Returns:
+        ``(text, finish_reason, choice, usage)``: the first choice's text (chat: a null ``content`` is
+        ""), its ``finish_reason`` (a string or None), the choice object, and
+        ``{"prompt_tokens": n, "completion_tokens": m}`` (0 where ``usage`` does not say).
+
+    Raises:
+        ServerResponseError: anything else (not UTF-8 JSON, not an object, no non-empty ``choices``
+            list, a choice that is not an object, a text that is not a string, a non-string
+            ``finish_reason``, a ``usage`` that is not an object of non-negative integers), with what
+            was wrong and the start of the body. Never another exception type.
+    """
+    try:
+        data = json.loads(raw.decode("utf-8") if isinstance(raw, (bytes, bytearray)) else raw)
+    except (ValueError, RecursionError, TypeError) as err:
+        raise _malformed(f"not JSON: {type(err).__name__}", raw, url, path, status) from None
+    try:
+        if not isinstance(data, dict):
+            raise ValueError(f"expected a JSON object, got {type(data).__name__}")
+        choices = data.get("choices")
+        if not isinstance(choices, list) or not choices:
+            error = data.get("error")
+            if error is not None:
+                raise ValueError(f"no choices; the server says: {_server_message(json.dumps(data).encode())}")
+            kind = type(choices).__name__ if choices is not None else "missing"
+            raise ValueError(f"'choices' is {kind}, not a non-empty list")
+        choice = choices[0]
+        if not isinstance(choice, dict):
+            raise ValueError(f"choices[0] is {type(choice).__name__}, not an object")
+        if path.endswith("/chat/completions"):
+            message = choice.get("message")
+            if not isinstance(message, dict):
+                raise ValueError(f"choices[0].message is {type(message).__name__}, not an object")
+            text = message.get("content")
+            if text is None:  # the OpenAI spec allows null content (refusals, tool calls)
+                text = ""
+            if not isinstance(text, str):
+                raise ValueError(f"choices[0].message.content is {type(text).__name__}, not a string")
+        else:
+            text = choice.get("text")
+            if not isinstance(text, str):
+                raise ValueError(f"choices[0].text is {'null' if text is None else type(text).__name__}, not a string")
+        finish = choice.get("finish_reason")
+        if finish is not None and not isinstance(finish, str):
+            raise ValueError(f"finish_reason is {type(finish).__name__}, not a string")
+        usage = data.get("usage")
+        if usage is None:
+            usage = {}
+        if not isinstance(usage, dict):
+            raise ValueError(f"usage is {type(usage).__name__}, not an object")
+        counts = {key: _count(usage, key) for key in ("prompt_tokens", "completion_tokens")}
+    except (ValueError, TypeError, AttributeError, KeyError, IndexError, RecursionError) as err:
+        raise _malformed(str(err), raw, url, path, status) from None
+    return text, finish, choice, counts
+
+
+class _DeadlineExceeded(TimeoutError):
+    """The request's total deadline passed."""
+
+
+class _DeadlineReader(io.RawIOBase):
+    """A socket's read side where every read is bounded by one total deadline (not a per-read timeout)."""
+
+    def __init__(self, sock: socket.socket, deadline: float):
+        self._sock = sock
+        self._raw = sock.makefile("rb", buffering=0)
+        self._deadline = deadline
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:
+        remaining = self._deadline - time.monotonic()
+        if remaining <= 0:
+            raise _DeadlineExceeded("deadline passed")
+        self._sock.settimeout(remaining)
+        return self._raw.readinto(buffer)
+
+    def close(self) -> None:
+        if not self.closed:
+            self._raw.close()
+        super().close()
+
+
+class _DeadlineResponse(http.client.HTTPResponse):
+    """An ``HTTPResponse`` whose status line, headers and body must all arrive before ``deadline``."""
+
+    def __init__(self, sock, debuglevel=0, method=None, url=None, *, deadline: float):
+        super().__init__(sock, debuglevel=debuglevel, method=method, url=url)
+        self.fp.close()  # the plain socket file: replaced by one that enforces the deadline
+        self.fp = io.BufferedReader(_DeadlineReader(sock, deadline))
+
+
+class _Prompt:
+    """A completions prompt (token ids, plus text generated since) in the form each server takes."""
+
+    def __init__(self, backend: HTTPBackend, ids: Sequence[int], suffix: str = ""):
+        self.backend, self.ids, self.suffix = backend, [int(i) for i in ids], suffix
+        self._text: str | None = None
+
+    def extended(self, text: str) -> _Prompt:
+        """The prompt followed by ``text`` (what the model generated so far)."""
+        return _Prompt(self.backend, self.ids, self.suffix + text)
+
+    def as_ids(self) -> list[int]:
+        """Token ids: the rendered prompt, then the generated text re-encoded."""
+        if not self.suffix:
+            return list(self.ids)
+        with self.backend._tok_lock:
+            return self.ids + encode_continuation(self.backend._tokenizer, self.suffix)
+
+    def as_text(self) -> str:
+        """Text whose server-side tokenization has the prompt's control tokens and no other."""
+        if self._text is None:
+            self._text = self.backend._prompt_text(self.ids) + self.suffix
+        return self._text
 
 
 class HTTPBackend:
@@ -214,7 +396,7 @@ class HTTPBackend:
         tokenizer: tokenizer object or spec (hub id, dir, ``.gguf``, ``smollm2-135m``). Required in
             completions mode; in chat mode it only provides stop ids, token counts and ``token_id``.
         mode: ``"completions"`` or ``"chat"``; default completions with a tokenizer, else chat.
-        timeout: seconds for connecting and for each socket read.
+        timeout: seconds for a whole request (connect, send, response headers and body): a total deadline.
         max_retries: retries after the first attempt (connection errors, timeouts, 429, 5xx).
         backoff: first retry delay in seconds; doubles each retry, capped at ``max_backoff``.
         concurrency: requests in flight per base URL (thread pool size = concurrency x URLs).
@@ -223,6 +405,9 @@ class HTTPBackend:
         extra_body: fields merged into every request body (server-specific options).
         send_stop_token_ids: also send ``stop_token_ids`` (vLLM, SGLang; ignored by llama.cpp).
         api_key: bearer token; default ``$USERLM_ENV_API_KEY``.
+        prompt_format: completions prompts as token ``ids``, as ``text`` (control-token strings from
+            contents neutralized), or ``auto`` (ids; text on a server that refuses ids but takes text).
+        max_response_bytes: a longer response body is refused (:class:`ServerResponseError`).
     """
 
     def __init__(
@@ -242,6 +427,8 @@ class HTTPBackend:
         extra_body: Mapping[str, Any] | None = None,
         send_stop_token_ids: bool = True,
         api_key: str | None = None,
+        prompt_format: str = "auto",
+        max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
     ):
         urls = [u.strip() for u in base_urls.split(",")] if isinstance(base_urls, str) else [str(u) for u in base_urls]
         urls = [u for u in urls if u]
@@ -261,6 +448,10 @@ class HTTPBackend:
             raise ValueError(f"policy must be one of {POLICIES}, got {policy!r}")
         if timeout <= 0 or max_retries < 0 or concurrency < 1:
             raise ValueError("need timeout > 0, max_retries >= 0 and concurrency >= 1")
+        if prompt_format not in PROMPT_FORMATS:
+            raise ValueError(f"prompt_format must be one of {PROMPT_FORMATS}, got {prompt_format!r}")
+        if max_response_bytes < 1:
+            raise ValueError(f"max_response_bytes must be >= 1, got {max_response_bytes}")
         for server in self.servers:
             server.model, server.model_resolved = model, model is not None
         self.model = model
@@ -272,6 +463,8 @@ class HTTPBackend:
         self.policy = policy
         self.extra_body = {**(PLAIN_SAMPLING if plain_sampling else {}), **dict(extra_body or {})}
         self.send_stop_token_ids = send_stop_token_ids
+        self.prompt_format = prompt_format
+        self.max_response_bytes = int(max_response_bytes)
         self.api_key = api_key if api_key is not None else os.environ.get("USERLM_ENV_API_KEY")
         self.stats: dict[str, int] = {
             "calls": 0,
@@ -308,6 +501,8 @@ class HTTPBackend:
             "concurrency": int,
             "backoff": float,
             "plain_sampling": lambda v: v.lower() in ("1", "true", "yes"),
+            "prompt_format": str,
+            "max_response_bytes": int,
         }
         for key, value in parse_qsl(query, keep_blank_values=True):
             if key not in casts:
@@ -340,6 +535,8 @@ class HTTPBackend:
     def render(self, messages: list[dict[str, str]], chat_template: str | None = None) -> RenderedPrompt:
         """Render a conversation: token ids (with the chat template, opening a turn) plus the messages.
 
+        Message contents never become control tokens (as :meth:`TransformersBackend.render`).
+
         Raises:
             ValueError: a custom ``chat_template`` in chat mode (the server applies its own template).
         """
@@ -350,12 +547,8 @@ class HTTPBackend:
             )
         ids: Sequence[int] = ()
         if self._tokenizer is not None:
-            with self._tok_lock:
-                ids = self._tokenizer.apply_chat_template(
-                    messages, chat_template=chat_template, add_generation_prompt=True, tokenize=True, return_dict=False
-                )
-            if isinstance(ids, dict) or hasattr(ids, "input_ids"):
-                ids = ids["input_ids"]
+            with self._tok_lock:  # contents never become control tokens (see userlm_env.backends.rendering)
+                ids = render_chat_ids(self._tokenizer, messages, chat_template=chat_template)
         return RenderedPrompt(ids, messages)
 
     def generate(
@@ -426,11 +619,20 @@ class HTTPBackend:
         return self._stop_cache[key]
 
     def _prompt_text(self, prompt_ids: Sequence[int]) -> str:
+        """The text form of a rendered prompt (see :func:`~userlm_env.backends.rendering.prompt_text_for_server`)."""
         ids = list(prompt_ids)
         if self._bos_added and ids and ids[0] == self._tokenizer.bos_token_id:
             ids = ids[1:]
         with self._tok_lock:
-            return self._tokenizer.decode(ids, skip_special_tokens=False)
+            return prompt_text_for_server(self._tokenizer, ids)
+
+    def _chat_messages(self, messages: Sequence[Mapping[str, Any]]) -> list[dict]:
+        """Messages for the chat endpoint, control-token strings in their contents neutralized."""
+        if self._tokenizer is None:
+            return escape_messages(messages, generic=True)
+        with self._tok_lock:
+            tokens = control_tokens(self._tokenizer)
+        return escape_messages(messages, tokens, generic=False)
 
     def _one(self, request: GenerationRequest, params: SamplingParams, stops: list[int]) -> Generation:
         stop_strings = self._stop_strings(stops)
@@ -452,7 +654,7 @@ class HTTPBackend:
             messages = getattr(request.prompt_ids, "messages", None)
             if not messages:
                 raise ValueError("chat mode needs prompts made by HTTPBackend.render (they carry the messages)")
-            body["messages"] = [dict(m) for m in messages]
+            body["messages"] = self._chat_messages(messages)
             if first_ban and not self._warned_first_ban:
                 self._warned_first_ban = True
                 warnings.warn(
@@ -460,26 +662,24 @@ class HTTPBackend:
                 )
             text, finish, choice = self._complete("/chat/completions", body)
         else:
-            prompt = self._prompt_text(request.prompt_ids)
+            prompt = _Prompt(self, request.prompt_ids)
             if first_ban:
                 head = {
                     **body,
-                    "prompt": prompt,
                     "max_tokens": 1,
                     "logit_bias": {**body.get("logit_bias", {}), **{str(i): -100 for i in first_ban}},
                 }
-                text, finish, choice = self._complete("/completions", head)
+                text, finish, choice = self._complete("/completions", head, prompt)
                 if finish == "length" and params.max_new_tokens > 1 and not self._stop_in(text, stop_strings):
                     rest = {
                         **body,
-                        "prompt": prompt + text,
                         "max_tokens": params.max_new_tokens - 1,
                         "seed": (int(request.seed) + 1) & _SEED_MASK,
                     }
-                    more, finish, choice = self._complete("/completions", rest)
+                    more, finish, choice = self._complete("/completions", rest, prompt.extended(text))
                     text += more
             else:
-                text, finish, choice = self._complete("/completions", {**body, "prompt": prompt})
+                text, finish, choice = self._complete("/completions", body, prompt)
         return self._generation(text, finish, choice, stops, stop_strings)
 
     @staticmethod
@@ -493,7 +693,7 @@ class HTTPBackend:
             text, stop_id = text[: cut[0]], cut[1]
         elif finish not in (None, "length") and stops:
             reason = choice.get("stop_reason", choice.get("matched_stop"))
-            if isinstance(reason, int) and reason in stops:
+            if isinstance(reason, int) and not isinstance(reason, bool) and reason in stops:
                 stop_id = reason
             elif isinstance(reason, str) and reason in stop_strings:
                 stop_id = stop_strings[reason]
@@ -509,8 +709,11 @@ class HTTPBackend:
         return Generation(token_ids=tuple(ids), text=clean, stop_token_id=stop_id)
 
     # ------------------------------------------------------------------ transport
-    def _complete(self, path: str, body: dict[str, Any]) -> tuple[str, str | None, dict]:
-        """POST with load balancing and retries; return (text, finish_reason, choice)."""
+    def _complete(self, path: str, body: dict[str, Any], prompt: _Prompt | None = None) -> tuple[str, str | None, dict]:
+        """POST with load balancing and retries; return (text, finish_reason, choice).
+
+        ``prompt`` (completions) is sent as token ids or as text, whichever the server takes.
+        """
         tried: list[str] = []
         last_error = ""
         for attempt in range(self.max_retries + 1):
@@ -525,7 +728,11 @@ class HTTPBackend:
                 model = self._model(server)
                 if model is not None:
                     payload.setdefault("model", model)
-                status, raw = self._post(server, path, payload)
+                status, raw = self._post_prompt(server, path, payload, prompt)
+            except ServerResponseError:
+                self._release(server, ok=False)
+                self._count_error()
+                raise
             except (OSError, http.client.HTTPException) as err:
                 last_error = self._describe(err)
                 self._release(server, ok=False)
@@ -545,35 +752,44 @@ class HTTPBackend:
         where = ", ".join(dict.fromkeys(tried))
         raise ServerUnavailableError(
             f"{path} failed after {self.max_retries + 1} attempts on {where}: {last_error}. "
-            f"Is the server running and reachable (timeout={self.timeout:g}s)?",
+            f"Is the server running and reachable (timeout={self.timeout:g}s per request)?",
             url=tried[-1],
         )
 
+    def _post_prompt(
+        self, server: _Server, path: str, payload: dict[str, Any], prompt: _Prompt | None
+    ) -> tuple[int, bytes]:
+        """POST ``payload`` with ``prompt`` as ids or text; in auto mode learn which the server takes."""
+        if prompt is None:
+            return self._post(server, path, payload)
+        fmt = self.prompt_format
+        use_ids = fmt == "ids" or (fmt == "auto" and server.token_prompts is not False)
+        if not use_ids:
+            return self._post(server, path, {**payload, "prompt": prompt.as_text()})
+        status, raw = self._post(server, path, {**payload, "prompt": prompt.as_ids()})
+        if fmt != "auto" or server.token_prompts is not None:
+            return status, raw
+        if status < 400:
+            server.token_prompts = True
+            return status, raw
+        # Refused: maybe token ids are not a valid prompt there (llama-cpp-python answers HTTP 500 with a
+        # validation error). The text form right away; if that one is taken, the server gets text from now on.
+        text_status, text_raw = self._post(server, path, {**payload, "prompt": prompt.as_text()})
+        if text_status < 400:
+            server.token_prompts = False
+        return text_status, text_raw
+
     def _parse(self, server: _Server, path: str, status: int, raw: bytes) -> tuple[str, str | None, dict]:
         try:
-            data = json.loads(raw.decode("utf-8"))
-            choice = data["choices"][0]
-            if path == "/chat/completions":
-                text = (choice.get("message") or {}).get("content") or ""
-            else:
-                text = choice.get("text") or ""
-            if not isinstance(text, str):
-                raise TypeError(f"text is {type(text).__name__}")
-        except (ValueError, KeyError, IndexError, TypeError, AttributeError) as err:
+            text, finish, choice, usage = parse_response(raw, path, url=server.url, status=status)
+        except ServerResponseError:
             self._count_error()
-            snippet = raw[:200].decode("utf-8", "replace")
-            raise ServerResponseError(
-                f"{server.url}{path} answered HTTP {status} with a malformed body ({type(err).__name__}: {err}): "
-                f"{snippet!r}",
-                url=server.url,
-                status=status,
-            ) from None
-        usage = data.get("usage") or {}
+            raise
         with self._lock:
             self.stats["requests"] += 1
-            self.stats["prompt_tokens"] += int(usage.get("prompt_tokens") or 0)
-            self.stats["generated_tokens"] += int(usage.get("completion_tokens") or 0)
-        return text, choice.get("finish_reason"), choice
+            self.stats["prompt_tokens"] += usage["prompt_tokens"]
+            self.stats["generated_tokens"] += usage["completion_tokens"]
+        return text, finish, choice
 
     def _count_error(self) -> None:
         with self._lock:
@@ -581,7 +797,7 @@ class HTTPBackend:
 
     def _describe(self, err: BaseException) -> str:
         if isinstance(err, (socket.timeout, TimeoutError)):
-            return f"timed out after {self.timeout:g}s"
+            return f"timed out after {self.timeout:g}s (deadline for the whole request, response body included)"
         if isinstance(err, ConnectionRefusedError):
             return "connection refused (server down?)"
         return f"{type(err).__name__}: {err}"
@@ -609,6 +825,7 @@ class HTTPBackend:
                 server.avoid_until = time.monotonic() + min(30.0, self.backoff * 2**server.failures)
 
     def _connection(self, server: _Server) -> http.client.HTTPConnection:
+        """This thread's kept-alive connection to ``server``."""
         conns = getattr(self._local, "conns", None)
         if conns is None:
             conns = self._local.conns = {}
@@ -624,6 +841,14 @@ class HTTPBackend:
             conn.close()
 
     def _request(self, server: _Server, method: str, path: str, payload: dict | None) -> tuple[int, bytes]:
+        """One HTTP exchange under a total deadline of ``timeout`` seconds; the body is read up to the size cap.
+
+        Raises:
+            TimeoutError: the deadline passed (connect, send, headers or body).
+            OSError, http.client.HTTPException: connection-level failures.
+            ServerResponseError: the body is larger than ``max_response_bytes``.
+        """
+        deadline = time.monotonic() + self.timeout
         headers = {"Accept": "application/json"}
         data = None
         if payload is not None:
@@ -635,9 +860,16 @@ class HTTPBackend:
             conn = self._connection(server)
             reused = conn.sock is not None
             try:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise _DeadlineExceeded("deadline passed")
+                conn.timeout = remaining  # connecting
+                if conn.sock is not None:
+                    conn.sock.settimeout(remaining)  # sending
+                conn.response_class = functools.partial(_DeadlineResponse, deadline=deadline)  # receiving
                 conn.request(method, server.prefix + path, body=data, headers=headers)
                 response = conn.getresponse()
-                raw = response.read()
+                raw = self._read_body(response, server, path)
             except (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError):
                 self._drop_connection(server)
                 if reused and not fresh_retry:  # a kept-alive connection the server closed: reconnect once
@@ -651,6 +883,31 @@ class HTTPBackend:
             return response.status, raw
         raise AssertionError("unreachable")
 
+    def _read_body(self, response: http.client.HTTPResponse, server: _Server, path: str) -> bytes:
+        """The whole body, read in chunks (each under the deadline), refused past ``max_response_bytes``."""
+        cap = self.max_response_bytes
+        if response.length is not None and response.length > cap:
+            raise ServerResponseError(
+                f"{server.url}{path} announced a {response.length}-byte response, more than "
+                f"max_response_bytes={cap}; not read",
+                url=server.url,
+                status=response.status,
+            )
+        chunks: list[bytes] = []
+        total = 0
+        while True:
+            chunk = response.read(min(1 << 16, cap + 1 - total))
+            if not chunk:
+                return b"".join(chunks)
+            total += len(chunk)
+            if total > cap:
+                raise ServerResponseError(
+                    f"{server.url}{path} sent a response larger than max_response_bytes={cap}; cut off",
+                    url=server.url,
+                    status=response.status,
+                )
+            chunks.append(chunk)
+
     def _post(self, server: _Server, path: str, payload: dict) -> tuple[int, bytes]:
         return self._request(server, "POST", path, payload)
 
@@ -659,10 +916,14 @@ class HTTPBackend:
             return server.model
         try:
             status, raw = self._request(server, "GET", "/models", None)
+            server.model = None
             if status == 200:
-                data = json.loads(raw.decode("utf-8")).get("data") or []
-                server.model = data[0]["id"] if data else None
-        except (ValueError, KeyError, IndexError, TypeError, AttributeError):
+                data = json.loads(raw.decode("utf-8"))
+                listed = data.get("data") if isinstance(data, dict) else None
+                first = listed[0] if isinstance(listed, list) and listed else None
+                name = first.get("id") if isinstance(first, dict) else None
+                server.model = name if isinstance(name, str) and name else None
+        except (ValueError, RecursionError, ServerResponseError):
             server.model = None
         server.model_resolved = True  # a connection error above propagates and is retried
         return server.model

@@ -19,6 +19,7 @@ import torch
 from transformers import GenerationConfig, LogitsProcessor, LogitsProcessorList
 
 from userlm_env.backends.models import LoadedModel, load_model
+from userlm_env.backends.rendering import render_chat_ids
 
 
 @dataclass(frozen=True)
@@ -209,13 +210,13 @@ class TransformersBackend:
         return None if tid is None or tid == self.tokenizer.unk_token_id else int(tid)
 
     def render(self, messages: list[dict[str, str]], chat_template: str | None = None) -> tuple[int, ...]:
-        """Tokenize a conversation with the chat template (the tokenizer's own unless given), opening a turn."""
-        ids = self.tokenizer.apply_chat_template(
-            messages, chat_template=chat_template, add_generation_prompt=True, tokenize=True, return_dict=False
-        )
-        if isinstance(ids, dict) or hasattr(ids, "input_ids"):
-            ids = ids["input_ids"]
-        return tuple(int(i) for i in ids)
+        """Tokenize a conversation with the chat template (the tokenizer's own unless given), opening a turn.
+
+        Message contents never become control tokens: a reply holding the string ``<|eot_id|>`` is
+        encoded as that text, not as the token (:func:`~userlm_env.backends.rendering.render_chat_ids`);
+        ids are those of ``apply_chat_template(..., tokenize=True)`` for every other conversation.
+        """
+        return tuple(render_chat_ids(self.tokenizer, messages, chat_template=chat_template))
 
     @torch.inference_mode()
     def generate(

@@ -12,6 +12,11 @@ With the default separator ``"\n"`` this equals tokenizing the whole rendered te
 ByteLevel tokenizer splits ``"\n\n"`` differently before a word than at the end of a prompt, so a
 two-newline separator would train on a different tokenisation than the one generation sees).
 
+Contents (and the intent) are untrusted text: a control-token string inside them (a ShareGPT user who
+typed ``<|endoftext|>`` or ``<|eot_id|>``) is encoded as plain text, never as the control token
+(:func:`~userlm_env.backends.rendering.encode_untrusted_text`, as generation renders contents), so the
+model is never trained on forged turn boundaries. Contents without such strings get the same ids as before.
+
 Example:
     >>> from transformers import AutoTokenizer  # doctest: +SKIP
     >>> tok = AutoTokenizer.from_pretrained(path)  # doctest: +SKIP
@@ -24,6 +29,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from userlm_env.backends.rendering import encode_untrusted_text
 from userlm_env.flip.data import Conversation
 from userlm_env.users.template import (
     BEGIN_OF_TEXT,
@@ -101,7 +107,13 @@ class FlippedExample:
 
 
 def _encode(tokenizer, text: str) -> list[int]:
+    """Template structure: control-token strings are control tokens."""
     return list(tokenizer.encode(text, add_special_tokens=False))
+
+
+def _encode_content(tokenizer, text: str) -> list[int]:
+    """A message's content or an intent: control-token strings stay plain text."""
+    return encode_untrusted_text(tokenizer, text)
 
 
 def _token_id(tokenizer, token: str) -> int:
@@ -223,7 +235,7 @@ def flip_conversation(
     def header(role: str) -> list[int]:
         return _encode(tokenizer, f"{START_HEADER}{role}{END_HEADER}{sep}")
 
-    intent_ids = _encode(tokenizer, intent.strip())[: config.max_intent_tokens]
+    intent_ids = _encode_content(tokenizer, intent.strip())[: config.max_intent_tokens]
     ids: list[int] = [bos, *header("system"), *intent_ids, eot]
     labels: list[int] = [IGNORE_INDEX] * len(ids)
     spans: list[tuple[int, int, int]] = []
@@ -232,7 +244,7 @@ def flip_conversation(
     for message in messages:
         is_user = message["role"] == "user"
         limit = config.max_user_tokens if is_user else config.max_assistant_tokens
-        content = _encode(tokenizer, message["content"].strip())
+        content = _encode_content(tokenizer, message["content"].strip())
         truncated = len(content) > limit
         content = content[:limit]
         head = header(message["role"])
@@ -300,7 +312,7 @@ def prompted_user_example(
     for message in messages:
         is_user = message["role"] == "user"
         limit = config.max_user_tokens if is_user else config.max_assistant_tokens
-        ids = _encode(tokenizer, message["content"].strip())[:limit]
+        ids = _encode_content(tokenizer, message["content"].strip())[:limit]
         contents.append(ids)
         swapped.append({"role": "assistant" if is_user else "user", "content": tokenizer.decode(ids).strip()})
     add_end = config.end_of_conversation and messages and messages[-1]["role"] == "assistant"
@@ -318,7 +330,7 @@ def prompted_user_example(
         at = text.find(message["content"], cursor)
         if at < 0:
             raise ValueError("the chat template changed a message's content; cannot locate it for scoring")
-        before = _encode(tokenizer, text[cursor:at])
+        before = _structure(tokenizer, text[cursor:at], swapped[0]["content"] if k == 0 else None)
         is_end = add_end and k == len(swapped) - 2
         content = contents[k] if not is_end else _encode(tokenizer, PROMPTED_END_MARKER)
         if len(ids) + len(before) + len(content) > config.max_length:
@@ -337,6 +349,16 @@ def prompted_user_example(
     return FlippedExample(
         id=conv.id, input_ids=ids, labels=labels, user_spans=spans, ended=ended, user_turns=user_index
     )
+
+
+def _structure(tokenizer, text: str, system: str | None) -> list[int]:
+    """Template text between two contents; ``system``: a (model-written, untrusted) system content inside it."""
+    if system:
+        start = text.find(system)
+        if start >= 0 and _encode_content(tokenizer, system) != _encode(tokenizer, system):  # it has control strings
+            head, tail = text[:start], text[start + len(system) :]
+            return _encode(tokenizer, head) + _encode_content(tokenizer, system) + _encode(tokenizer, tail)
+    return _encode(tokenizer, text)
 
 
 def user_token_positions(example: FlippedExample) -> list[int]:

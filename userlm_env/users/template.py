@@ -44,7 +44,10 @@ def userlm_chat_template(separator: str = DEFAULT_SEPARATOR) -> str:
 def render_userlm_prompt(messages: list[dict[str, str]], separator: str = DEFAULT_SEPARATOR) -> str:
     """Render messages the way :func:`userlm_chat_template` does, without a tokenizer.
 
-    Used to build prompts for a completions endpoint when the tokenizer is not loaded locally.
+    This is the template's *text*: control-token strings inside contents are left as they are, so
+    tokenizing it (or sending it to a server, which parses them) would let a message forge turns.
+    Prompts for a model go through :func:`userlm_env.backends.rendering.render_chat_ids` (token ids)
+    and, for a text-only server, :func:`userlm_env.backends.rendering.prompt_text_for_server`.
     """
     parts = [BEGIN_OF_TEXT]
     for message in messages:
