@@ -24,8 +24,9 @@ from typing import Any
 
 import torch
 
+from userlm_env.backends.rendering import encode_marked_text, render_chat_ids, render_marked_text
 from userlm_env.backends.transformers_backend import GenerationRequest, SamplingParams, SeededSampler
-from userlm_env.envs.math_env import UserLMMathEnv
+from userlm_env.envs.base import ShardedChatEnv
 
 
 @dataclass
@@ -63,14 +64,8 @@ class EpisodeTokens:
 
 
 def render_ids(tokenizer, messages: Sequence[dict[str, str]], *, open_turn: bool) -> list[int]:
-    """Token ids of ``messages`` under the tokenizer's chat template."""
-    text = render_text(tokenizer, messages, open_turn=open_turn)
-    return tokenizer.encode(text, add_special_tokens=False)
-
-
-def render_text(tokenizer, messages: Sequence[dict[str, str]], *, open_turn: bool) -> str:
-    """Text of ``messages`` under the tokenizer's chat template."""
-    return tokenizer.apply_chat_template(list(messages), tokenize=False, add_generation_prompt=open_turn)
+    """Token ids of ``messages`` under the tokenizer's chat template (contents never become control tokens)."""
+    return render_chat_ids(tokenizer, list(messages), add_generation_prompt=open_turn)
 
 
 def env_turn_ids(
@@ -80,16 +75,16 @@ def env_turn_ids(
 
     ``before`` ends with the assistant's reply; the text after that reply's ``end_of_reply`` token
     (e.g. ``<|im_end|>``, which the policy generated itself) up to the next open assistant turn is
-    what the env contributes.
+    what the env contributes. Control-token strings inside the user's words stay plain text.
     """
-    full = render_text(tokenizer, after, open_turn=True)
-    prefix = render_text(tokenizer, before, open_turn=False)
+    full = render_marked_text(tokenizer, list(after), add_generation_prompt=True)
+    prefix = render_marked_text(tokenizer, list(before), add_generation_prompt=False)
     cut = prefix.rfind(end_of_reply)
     if cut < 0 or not full.startswith(prefix[: cut + len(end_of_reply)]):
         raise ValueError(
             "the chat template does not render the conversation as a growing prefix; cannot split env tokens"
         )
-    return tokenizer.encode(full[cut + len(end_of_reply) :], add_special_tokens=False)
+    return encode_marked_text(tokenizer, full[cut + len(end_of_reply) :])
 
 
 @torch.no_grad()
@@ -134,7 +129,7 @@ def _sample(model, tokenizer, sequences: list[list[int]], seeds: list[int], para
 def collect_episodes(
     model,
     tokenizer,
-    make_env: Callable[[], UserLMMathEnv],
+    make_env: Callable[[], ShardedChatEnv],
     env_seeds: Sequence[int],
     policy_seeds: Sequence[int],
     *,

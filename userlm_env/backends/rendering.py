@@ -218,6 +218,22 @@ def render_chat_ids(
         chat_template: a template to use instead of the tokenizer's own.
         add_generation_prompt: open the next turn after the conversation.
     """
+    text = render_marked_text(tokenizer, messages, chat_template, add_generation_prompt)
+    return encode_marked_text(tokenizer, text, chat_template)
+
+
+def render_marked_text(
+    tokenizer,
+    messages: Sequence[Mapping[str, Any]],
+    chat_template: str | None = None,
+    add_generation_prompt: bool = True,
+) -> str:
+    """The chat template's text of ``messages`` with every control-token string of a content marked.
+
+    For callers that cut the rendered text before tokenizing it (a prefix, the env's part of a
+    conversation): encode each piece with :func:`encode_marked_text`. Text with no marked string is
+    exactly ``apply_chat_template(..., tokenize=False)``.
+    """
     tokens = control_tokens(tokenizer, chat_template)
     marked = [_mark(dict(m), _control_re(tokens)) for m in messages]
     text = tokenizer.apply_chat_template(
@@ -225,9 +241,14 @@ def render_chat_ids(
     )
     if not isinstance(text, str):
         raise TypeError(f"apply_chat_template(tokenize=False) returned {type(text).__name__}, expected str")
+    return text
+
+
+def encode_marked_text(tokenizer, text: str, chat_template: str | None = None) -> list[int]:
+    """Ids of a piece of :func:`render_marked_text`'s text: marked strings as plain text, template tokens as usual."""
     if _MARK_START not in text and _MARK_END not in text:
         return _ids(tokenizer(text, add_special_tokens=False))  # exactly what apply_chat_template(tokenize=True) does
-    return _encode_marked(tokenizer, text, tokens)
+    return _encode_marked(tokenizer, text, control_tokens(tokenizer, chat_template))
 
 
 def encode_untrusted_text(tokenizer, text: str, chat_template: str | None = None) -> list[int]:
