@@ -38,6 +38,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from userlm_env.backends.rendering import render_chat_ids
+
 
 @dataclass
 class Args:
@@ -358,28 +360,16 @@ def evaluate(args: Args) -> dict[str, Any]:
         sys_t = [{"role": "system", "content": intent}]
         sys_b = [{"role": "system", "content": PROMPTED_USER_SYSTEM.format(intent=intent)}]
         for _ in range(k):
-            prompts_t.append(
-                trained_tok.apply_chat_template(sys_t, add_generation_prompt=True, tokenize=True, return_dict=False)
-            )
-            prompts_b.append(
-                base_tok.apply_chat_template(sys_b, add_generation_prompt=True, tokenize=True, return_dict=False)
-            )
+            prompts_t.append(render_chat_ids(trained_tok, sys_t))
+            prompts_b.append(render_chat_ids(base_tok, sys_b))
             kinds.append(("first", conv))
         if len(chat) >= 3:  # a second turn after the real first exchange
             shortened = _shorten(chat[:2], base_tok, flip)
             swapped = [
                 {"role": "assistant" if m["role"] == "user" else "user", "content": m["content"]} for m in shortened
             ]
-            prompts_t.append(
-                trained_tok.apply_chat_template(
-                    sys_t + shortened, add_generation_prompt=True, tokenize=True, return_dict=False
-                )
-            )
-            prompts_b.append(
-                base_tok.apply_chat_template(
-                    sys_b + swapped, add_generation_prompt=True, tokenize=True, return_dict=False
-                )
-            )
+            prompts_t.append(render_chat_ids(trained_tok, sys_t + shortened))
+            prompts_b.append(render_chat_ids(base_tok, sys_b + swapped))
             kinds.append(("second", conv))
     console.print(f"[bold]sampling[/] {len(prompts_t)} user turns per simulator ...")
     gen_t = sample_turns(trained, trained_tok, prompts_t, [eot_id, end_id], args, args.seed)
