@@ -25,8 +25,8 @@ import difflib
 from agents.base import Assistant
 from agents.scripted import SCRIPTED, AlwaysClarify, AnswerImmediately, EagerOracle, Shotgun, WaitThenOracle
 from agents.transformers_agent import DEFAULT_SAMPLING, TransformersAssistant
+from userlm_env.backends.base import SamplingParams
 from userlm_env.backends.http_backend import HTTPBackend, is_http_spec
-from userlm_env.backends.transformers_backend import SamplingParams, TransformersBackend
 
 
 def make_assistant(
@@ -58,6 +58,8 @@ def make_assistant(
         backend = HTTPBackend.from_spec(spec)
         return TransformersAssistant(backend, system_prompt=system_prompt, sampling=sampling, name=spec)
     model = name if kind == "hf" else spec
+    from userlm_env.backends.transformers_backend import TransformersBackend  # torch: only for local models
+
     backend = TransformersBackend.from_spec(model, device=device, dtype=dtype)
     return TransformersAssistant(backend, system_prompt=system_prompt, sampling=sampling, name=spec)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from agents.base import Assistant, Message
-from userlm_env.backends.transformers_backend import GenerationRequest, SamplingParams, TransformersBackend
+from userlm_env.backends.base import Backend, GenerationRequest, SamplingParams
 
 DEFAULT_SAMPLING = SamplingParams(max_new_tokens=160, temperature=0.7, top_p=0.9)
 
@@ -22,7 +22,7 @@ class TransformersAssistant(Assistant):
 
     def __init__(
         self,
-        backend: TransformersBackend,
+        backend: Backend,
         system_prompt: str | None = None,
         sampling: SamplingParams = DEFAULT_SAMPLING,
         name: str = "transformers",

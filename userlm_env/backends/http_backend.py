@@ -100,6 +100,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
+from userlm_env.backends.base import Generation, GenerationRequest, SamplingParams, chat_completer
 from userlm_env.backends.errors import BackendError, ServerResponseError, ServerUnavailableError  # noqa: F401
 from userlm_env.backends.models import BUNDLED_SMOLLM2, ModelLoadError, bundled_smollm2_gguf, cache_dir
 from userlm_env.backends.rendering import (
@@ -109,7 +110,6 @@ from userlm_env.backends.rendering import (
     prompt_text_for_server,
     render_chat_ids,
 )
-from userlm_env.backends.transformers_backend import Generation, GenerationRequest, SamplingParams, chat_completer
 
 MODES = ("completions", "chat")
 POLICIES = ("least_busy", "round_robin")

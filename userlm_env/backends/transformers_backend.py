@@ -18,63 +18,9 @@ from dataclasses import dataclass, field
 import torch
 from transformers import GenerationConfig, LogitsProcessor, LogitsProcessorList
 
+from userlm_env.backends.base import Generation, GenerationRequest, SamplingParams, chat_completer
 from userlm_env.backends.models import LoadedModel, load_model
 from userlm_env.backends.rendering import render_chat_ids
-
-
-@dataclass(frozen=True)
-class SamplingParams:
-    """How to sample. ``temperature=0`` means greedy decoding.
-
-    Attributes:
-        max_new_tokens: generation length limit per request.
-        temperature: softmax temperature; 0 for greedy.
-        top_p: nucleus sampling mass (1.0 disables it).
-    """
-
-    max_new_tokens: int = 64
-    temperature: float = 0.6
-    top_p: float = 0.9
-
-    def __post_init__(self) -> None:
-        if self.max_new_tokens < 1:
-            raise ValueError(f"max_new_tokens must be >= 1, got {self.max_new_tokens}")
-        if self.temperature < 0:
-            raise ValueError(f"temperature must be >= 0, got {self.temperature}")
-        if not 0 < self.top_p <= 1:
-            raise ValueError(f"top_p must be in (0, 1], got {self.top_p}")
-
-
-@dataclass(frozen=True)
-class GenerationRequest:
-    """One prompt to complete.
-
-    Attributes:
-        prompt_ids: the tokenized prompt (chat template already applied).
-        seed: seed of this request's sampling stream.
-        banned_first_token_ids: tokens forbidden as the first generated token.
-        banned_token_ids: tokens forbidden everywhere.
-    """
-
-    prompt_ids: tuple[int, ...]
-    seed: int = 0
-    banned_first_token_ids: tuple[int, ...] = ()
-    banned_token_ids: tuple[int, ...] = ()
-
-
-@dataclass(frozen=True)
-class Generation:
-    """The result of one request.
-
-    Attributes:
-        token_ids: generated tokens, including the stop token when one ended the generation.
-        text: the decoded text, special tokens removed, stripped.
-        stop_token_id: the stop token that ended it, or None when ``max_new_tokens`` was reached.
-    """
-
-    token_ids: tuple[int, ...]
-    text: str
-    stop_token_id: int | None = None
 
 
 class SeededSampler(LogitsProcessor):
@@ -292,19 +238,6 @@ class TransformersBackend:
         """A ``complete(prompts) -> texts`` callable on this backend (see :func:`chat_completer`)."""
         return chat_completer(self, params, seed)
 
-
-def chat_completer(backend, params: SamplingParams | None = None, seed: int = 0):
-    """A ``complete(prompts) -> texts`` callable: each prompt is sent to ``backend`` as one user message.
-
-    Lets components that only need text in, text out (the LLM judge) run on any backend with
-    ``tokenizer``, ``render`` and ``generate`` (local or HTTP). Greedy, 64 tokens unless ``params`` says otherwise.
-    """
-    params = params or SamplingParams(max_new_tokens=64, temperature=0.0)
-    eos = backend.tokenizer.eos_token_id
-    stops = [eos] if isinstance(eos, int) else list(eos or [])
-
-    def complete(prompts: Sequence[str]) -> list[str]:
-        requests = [GenerationRequest(backend.render([{"role": "user", "content": p}]), seed=seed) for p in prompts]
-        return [g.text for g in backend.generate(requests, params, stops)]
-
-    return complete
+    def close(self) -> None:
+        """Drop the cached KV prefix (the model itself is shared through ``load_model``'s cache)."""
+        self.clear_prefix_cache()

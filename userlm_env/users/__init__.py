@@ -23,16 +23,19 @@ from __future__ import annotations
 
 import difflib
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from userlm_env.backends.http_backend import HTTPBackend, is_http_spec
 from userlm_env.backends.models import OFFLINE_HINT, ModelLoadError
-from userlm_env.backends.transformers_backend import TransformersBackend
 from userlm_env.users.base import UserRequest, UserSimulator, UserTurn
 from userlm_env.users.fully_specified import FullySpecifiedUser
 from userlm_env.users.human import HumanUser
 from userlm_env.users.prompted import PromptedUser, PromptedUserConfig
 from userlm_env.users.replay import ReplayUser
 from userlm_env.users.userlm import DEFAULT_USERLM, UserLMConfig, UserLMUser, task_intent
+
+if TYPE_CHECKING:
+    from userlm_env.backends.transformers_backend import TransformersBackend
 
 USER_KINDS = ("userlm", "prompted", "replay", "human", "full", "concat")
 USER_SPEC_HELP = (
@@ -47,6 +50,8 @@ def _backend(model: str, spec: str, device: str | None, dtype: str) -> Transform
     try:
         if is_http_spec(model):
             return HTTPBackend.from_spec(model)
+        from userlm_env.backends.transformers_backend import TransformersBackend  # torch: only for local models
+
         return TransformersBackend.from_spec(model, device=device, dtype=dtype)
     except ModelLoadError as err:
         raise ModelLoadError(

@@ -22,7 +22,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from userlm_env.backends.transformers_backend import GenerationRequest, SamplingParams, TransformersBackend
+from userlm_env.backends.base import Backend, GenerationRequest, SamplingParams
 from userlm_env.shard_detection import fact_is_kept, numbers_in
 from userlm_env.users.base import UserRequest, UserSimulator, UserTurn
 from userlm_env.users.replay import ALL_REVEALED_MESSAGES
@@ -80,7 +80,7 @@ class PromptedUser(UserSimulator):
 
     deterministic = True
 
-    def __init__(self, backend: TransformersBackend, config: PromptedUserConfig | None = None, name: str = "prompted"):
+    def __init__(self, backend: Backend, config: PromptedUserConfig | None = None, name: str = "prompted"):
         self.backend = backend
         self.config = config or PromptedUserConfig()
         self.name = name

@@ -22,7 +22,7 @@ import difflib
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from userlm_env.backends.transformers_backend import Generation, GenerationRequest, SamplingParams, TransformersBackend
+from userlm_env.backends.base import Backend, Generation, GenerationRequest, SamplingParams
 from userlm_env.tasks.task import ShardedTask
 from userlm_env.users.base import UserRequest, UserSimulator, UserTurn
 from userlm_env.users.template import (
@@ -113,7 +113,7 @@ class UserLMUser(UserSimulator):
 
     deterministic = True
 
-    def __init__(self, backend: TransformersBackend, config: UserLMConfig | None = None, name: str = DEFAULT_USERLM):
+    def __init__(self, backend: Backend, config: UserLMConfig | None = None, name: str = DEFAULT_USERLM):
         self.backend = backend
         self.config = config or UserLMConfig()
         self.name = name
