@@ -1,28 +1,44 @@
-"""The program that runs inside the sandbox (stdlib only, started with ``python -I -B``).
+"""The program that runs inside the sandbox (stdlib only, started with ``python -I -B -c BOOT REQ RES``).
 
-It is started as the invoking user (root in our containers) inside a fresh working directory,
-in its own session and process group, possibly inside a new network namespace. In order it:
+The host starts a tiny bootstrap (:data:`userlm_env.code.sandbox.BOOTSTRAP`) with two pipe file
+descriptors: ``REQ`` (host -> runner requests) and ``RES`` (runner -> host results). The first
+frame on ``REQ`` is this module, compiled by the host (``marshal``; its source text when the
+sandbox's interpreter has another bytecode version), so nothing of the project has to be visible
+inside and no run pays for compiling it.
+This file is NOT trusted by the host once the candidate's code has run: the candidate shares
+this process and can read or rewrite anything here (frames, ``gc``, module globals, the fds).
+The host's grading therefore never relies on it; see the protocol in ``sandbox.py``. In order:
 
-1. reads and deletes ``job.marshal`` (code, test inputs, limits, a nonce that marks genuine result
-   lines; ``marshal`` because importing ``json`` costs ~9 ms of every run's start-up);
+1. reads the job (the first request: code, mode, limits, uid, a token) from ``REQ``;
 2. lowers its resource limits (CPU time, address space, file size, processes, open files, core);
-3. drops privileges to the job's uid/gid when started as root (RLIMIT_NPROC does not bind root);
+3. as root: hands the private ``/tmp`` and ``/dev/shm`` (bubblewrap) to the job's uid, then drops
+   to that uid/gid (``RLIMIT_NPROC`` does not bind root);
 4. installs an audit hook (the Python-level guard) unless the job turns it off;
-5. executes the candidate code in a fresh namespace and runs the tests, writing one JSON line per
-   event to the result file descriptor.
+5. compiles and executes the candidate code, then serves the host's requests one at a time: each
+   ``call`` request carries one test's arguments and a fresh token; the answer is written before
+   the next request is read. Nothing tells the runner (or the candidate) which test a request is.
 
-Result lines are Python literals (``repr`` of plain dicts, read back by the host with
-``ast.literal_eval``): ``{"n": nonce, "event": "compiled" | "call" | "assert" | "done" | "error", ...}``.
-Never import this module from the package: it is a script.
+Frames in both directions: a 4-byte big-endian length, then the payload. Requests are ``marshal``
+tuples ``(op, token, payload)`` (the host is trusted; ``marshal`` is cheap to import). Results are
+UTF-8 JSON arrays ``[token, kind, ...]`` written by the strict encoder below: a return value
+crosses as plain data of EXACT built-in types (``type(x) is int``, never a subclass), tagged
+where JSON is ambiguous (``["t", ...]`` tuple, ``["s", ...]`` set, ``["d", k, v, ...]`` dict...),
+bounded in depth, size and int digits. Anything else is answered as ``invalid``. The runner
+leaves with ``os._exit`` (no atexit handlers or finalizers of the candidate run).
+It is a script: the package only loads it (without running ``main``) to reuse
+:func:`encode_value` in the host's tests.
 """
 
 import builtins
-import copy
 import marshal
-import math
 import os
 import resource
 import sys
+
+MAX_DEPTH = 100
+"""Deepest nesting of a return value (the host rejects deeper ones too)."""
+MAX_INT_BITS = 13000
+"""Largest int magnitude that crosses (~3900 decimal digits; the host refuses longer literals)."""
 
 _SPAWN_EVENTS = {
     "os.fork",
@@ -35,12 +51,186 @@ _SPAWN_EVENTS = {
     "pty.spawn",
 }
 _NETWORK_EVENTS = {"socket.__new__", "socket.connect", "socket.bind", "socket.getaddrinfo", "socket.sendto"}
-_FS_WRITE_EVENTS = {"os.remove", "os.rmdir", "os.rename", "os.truncate", "os.chmod", "os.chown", "shutil.rmtree"}
+_FS_WRITE_EVENTS = {
+    "os.remove",
+    "os.rmdir",
+    "os.truncate",
+    "os.chmod",
+    "os.chown",
+    "os.mkdir",
+    "os.utime",
+    "os.chflags",
+    "os.lchflags",
+    "os.setxattr",
+    "os.removexattr",
+    "shutil.rmtree",
+}
+_FS_TWO_PATH_EVENTS = {"os.rename", "os.link", "os.symlink"}
 _FS_LIST_EVENTS = {"os.listdir", "os.scandir"}
 
 
 class SandboxViolation(PermissionError):
     """Raised by the guard when the code tries something the sandbox forbids."""
+
+
+class _Reject(Exception):
+    """A return value that cannot cross the boundary (wrong type, too large, too deep)."""
+
+
+# --------------------------------------------------------------------------- frames
+
+
+def _read_exact(fd, size):
+    chunks, left = [], size
+    while left:
+        chunk = os.read(fd, min(left, 1 << 20))
+        if not chunk:
+            return None
+        chunks.append(chunk)
+        left -= len(chunk)
+    return b"".join(chunks)
+
+
+def _read_request(fd):
+    """The next request ``(op, token, payload)``, or ``None`` when the host closed the pipe."""
+    header = _read_exact(fd, 4)
+    if header is None:
+        return None
+    body = _read_exact(fd, int.from_bytes(header, "big"))
+    return None if body is None else marshal.loads(body)
+
+
+def _writer(fd):
+    write = os.write
+
+    def send(text):
+        data = text.encode("utf-8")
+        data = len(data).to_bytes(4, "big") + data
+        view = memoryview(data)
+        while view:
+            view = view[write(fd, view) :]
+
+    return send
+
+
+# --------------------------------------------------------------------------- strict encoder
+
+_ESCAPES = {i: f"\\u{i:04x}" for i in range(32)}
+_ESCAPES[ord('"')] = '\\"'
+_ESCAPES[ord("\\")] = "\\\\"
+
+
+def _jstr(text):
+    """A JSON string literal for an exact ``str`` (lone surrogates escaped, so UTF-8 always works)."""
+    out = text.translate(_ESCAPES)
+    if not out.isascii():
+        try:
+            out.encode("utf-8")
+        except UnicodeEncodeError:
+            out = "".join(f"\\u{ord(c):04x}" if 0xD800 <= ord(c) <= 0xDFFF else c for c in out)
+    return '"' + out + '"'
+
+
+def _dict_like(kind):
+    """Exact ``collections`` dict types that cross as a dict (read through ``dict.items``)."""
+    col = sys.modules.get("collections")
+    if col is None:
+        return False
+    return (
+        kind is getattr(col, "OrderedDict", None)
+        or kind is getattr(col, "defaultdict", None)
+        or (kind is getattr(col, "Counter", None))
+    )
+
+
+def encode_value(value, max_bytes):
+    """JSON text of ``value`` in the wire format (see the module docstring).
+
+    Raises:
+        _Reject: a type other than the exact built-ins, deeper than MAX_DEPTH, over ``max_bytes``,
+            or an int beyond MAX_INT_BITS.
+    """
+    parts = []
+    size = [0]
+
+    def put(text):
+        size[0] += len(text) + 1
+        if size[0] > max_bytes:
+            raise _Reject(f"return value too large (over {max_bytes} bytes encoded)")
+        parts.append(text)
+
+    def items(tag, values, depth):
+        put('["' + tag + '"')
+        for item in values:
+            put(",")
+            enc(item, depth + 1)
+        put("]")
+
+    def enc(x, depth):
+        if depth > MAX_DEPTH:
+            raise _Reject(f"return value nested deeper than {MAX_DEPTH}")
+        kind = type(x)
+        if x is None:
+            put("null")
+        elif kind is bool:
+            put("true" if x else "false")
+        elif kind is int:
+            if x.bit_length() > MAX_INT_BITS:
+                raise _Reject(f"int with more than {MAX_INT_BITS} bits")
+            put(int.__repr__(x))
+        elif kind is float:
+            if x != x:
+                put('["x","nan"]')
+            elif x in (float("inf"), float("-inf")):
+                put('["x","inf"]' if x > 0 else '["x","-inf"]')
+            else:
+                put(float.__repr__(x))
+        elif kind is str:
+            if len(x) > max_bytes:
+                raise _Reject(f"return value too large (a string of {len(x)} characters)")
+            put(_jstr(x))
+        elif kind is bytes:
+            put('["b","' + x.hex() + '"]')
+        elif kind is list:
+            items("l", x, depth)
+        elif kind is tuple:
+            items("t", x, depth)
+        elif kind is set:
+            items("s", x, depth)
+        elif kind is frozenset:
+            items("f", x, depth)
+        elif kind is dict or _dict_like(kind):
+            put('["d"')
+            for key, val in dict.items(x):
+                put(",")
+                enc(key, depth + 1)
+                put(",")
+                enc(val, depth + 1)
+            put("]")
+        else:
+            raise _Reject(f"returned a {_type_name(x)}, not a plain built-in value")
+
+    enc(value, 0)
+    return "".join(parts)
+
+
+def _type_name(value):
+    try:
+        name = type(value).__name__
+    except BaseException:  # noqa: BLE001
+        return "?"
+    return name[:80] if isinstance(name, str) else "?"
+
+
+def _text(err, limit=300):
+    try:
+        text = str(err)
+    except BaseException:  # noqa: BLE001 - a hostile __str__
+        return ""
+    return text[:limit] if type(text) is str else ""
+
+
+# --------------------------------------------------------------------------- limits and guard
 
 
 def _set_limits(limits):
@@ -51,7 +241,6 @@ def _set_limits(limits):
         resource.setrlimit(which, (value, value))
 
     cpu = int(limits["cpu_s"])
-    soft, hard = resource.getrlimit(resource.RLIMIT_CPU)
     resource.setrlimit(resource.RLIMIT_CPU, (cpu, cpu + 1))  # SIGXCPU at cpu s, SIGKILL a second later
     cap(resource.RLIMIT_AS, int(limits["memory_bytes"]))
     cap(resource.RLIMIT_FSIZE, int(limits["file_size_bytes"]))
@@ -104,6 +293,9 @@ def _install_guard(workdir, private_roots):
         elif event in _FS_WRITE_EVENTS:
             if args and not inside(args[0], [work]):
                 raise SandboxViolation(f"sandbox: changing files outside the sandbox is blocked ({event})")
+        elif event in _FS_TWO_PATH_EVENTS:
+            if len(args) < 2 or not inside(args[1], [work]) or (event != "os.symlink" and not inside(args[0], [work])):
+                raise SandboxViolation(f"sandbox: links and renames outside the sandbox are blocked ({event})")
         elif event in _FS_LIST_EVENTS:
             target = args[0] if args and args[0] is not None else "."
             if private and inside(target, private) and not inside(target, interpreter):
@@ -112,102 +304,117 @@ def _install_guard(workdir, private_roots):
     sys.addaudithook(hook)
 
 
-def _jsonable(value, depth=0):
-    if depth > 50:
-        raise ValueError("value nested too deeply")
-    if value is None or isinstance(value, (bool, int, str)):
-        return value
-    if isinstance(value, float):
-        if math.isnan(value):
-            return {"__float__": "nan"}
-        if math.isinf(value):
-            return {"__float__": "inf" if value > 0 else "-inf"}
-        return value
-    if isinstance(value, (list, tuple)):
-        return [_jsonable(v, depth + 1) for v in value]
-    if isinstance(value, dict):
-        return {"__dict__": [[_jsonable(k, depth + 1), _jsonable(v, depth + 1)] for k, v in value.items()]}
-    if isinstance(value, (set, frozenset)):
-        return {"__set__": sorted((_jsonable(v, depth + 1) for v in value), key=repr)}
-    return {"__repr__": repr(value)[:200]}
+# --------------------------------------------------------------------------- main
 
 
 def main():
-    """Run the job in ``sys.argv[1]`` (a directory holding ``job.json``)."""
-    workdir = sys.argv[1]
-    job_path = os.path.join(workdir, "job.marshal")
-    with open(job_path, "rb") as f:
-        job = marshal.load(f)
-    os.remove(job_path)
-    nonce = job["nonce"]
-    out = os.fdopen(int(job["result_fd"]), "w", buffering=1, encoding="utf-8")
+    """Serve the host's requests on the fds named in ``sys.argv[1:3]``."""
+    req_fd, res_fd = int(sys.argv[1]), int(sys.argv[2])
+    job = _read_request(req_fd)
+    if job is None:
+        return
+    job = job[2]
+    token, max_bytes = job["token"], int(job["max_value_bytes"])
+    send = _writer(res_fd)
 
-    def emit(**event):
-        out.write(repr({"n": nonce, **event}) + "\n")  # only plain values (see _jsonable)
-        out.flush()
+    def error(stage, err, tok=token):
+        send(f'[{_jstr(tok)},"error",{_jstr(stage)},{_jstr(_type_name(err))},{_jstr(_text(err))}]')
 
     _set_limits(job["limits"])
-    if job.get("uid") is not None:
+    uid = job.get("uid")
+    if uid is not None:
+        for path in job.get("chown", ()):
+            os.chown(path, int(uid), int(job["gid"]))
+            os.chmod(path, 0o700)
         os.setgroups([])
         os.setgid(int(job["gid"]))
-        os.setuid(int(job["uid"]))
+        os.setuid(int(uid))
+    workdir = job["workdir"]
     os.chdir(workdir)
     os.umask(0o077)
     if job.get("guard", True):
         _install_guard(workdir, job.get("private_roots", []))
-    del job_path
-    code, mode = job["code"], job["mode"]
+    mode = job["mode"]
     namespace = {"__name__": "__candidate__", "__builtins__": builtins}
     try:
-        compiled = compile(code, "<candidate>", "exec")
-    except (SyntaxError, ValueError) as err:
-        emit(event="error", stage="compile", type=type(err).__name__, message=str(err)[:500])
+        compiled = compile(job["code"], "<candidate>", "exec")
+    except BaseException as err:  # noqa: BLE001 - SyntaxError, ValueError (null bytes), MemoryError...
+        error("compile", err)
         return
-    emit(event="compiled")
     try:
         exec(compiled, namespace)
     except BaseException as err:  # noqa: BLE001 - report anything, SystemExit included
-        emit(event="error", stage="exec", type=type(err).__name__, message=str(err)[:500])
+        error("exec", err)
         return
     if mode == "program":
-        emit(event="done")
+        send(f'[{_jstr(token)},"done"]')
         return
     entry = job.get("entry_point")
     fn = namespace.get(entry) if entry else None
     if not callable(fn):
-        emit(event="error", stage="entry", type="NameError", message=f"no function named {entry!r} was defined")
+        error("entry", NameError(f"no function named {entry!r} was defined"))
         return
-    if mode == "calls":
-        for index, args in enumerate(job["inputs"]):
-            try:
-                value = fn(*copy.deepcopy(args))
-                emit(event="call", i=index, value=_jsonable(value))
-            except BaseException as err:  # noqa: BLE001
-                emit(event="call", i=index, error=type(err).__name__, message=str(err)[:200])
-                if isinstance(err, (KeyboardInterrupt, SystemExit)):
-                    return
-    elif mode == "script":
-        # HumanEval style: the test code defines check(candidate); each top-level assert of check
-        # was rewritten by the host into a call of __sbx_assert(index, thunk).
-        def record(index, thunk):
-            try:
-                ok = bool(thunk())
-                emit(event="assert", i=index, ok=ok)
-            except BaseException as err:  # noqa: BLE001
-                emit(event="assert", i=index, ok=False, error=type(err).__name__, message=str(err)[:200])
-                if isinstance(err, (KeyboardInterrupt, SystemExit)):
-                    raise
-
-        test_ns = dict(namespace)
-        test_ns["__sbx_assert"] = record
-        try:
-            exec(compile(job["test_code"], "<tests>", "exec"), test_ns)
-            test_ns["check"](fn)
-        except BaseException as err:  # noqa: BLE001
-            emit(event="error", stage="tests", type=type(err).__name__, message=str(err)[:500])
+    send(f'[{_jstr(token)},"ready"]')
+    while True:
+        request = _read_request(req_fd)
+        if request is None or request[0] == "end":
             return
-    emit(event="done")
+        op, tok, payload = request
+        head = "[" + _jstr(tok) + ","
+        if op == "call":
+            try:
+                value = fn(*payload)
+            except BaseException as err:  # noqa: BLE001 - the host records it as that test's failure
+                send(head + '"raised",' + _jstr(_type_name(err)) + "," + _jstr(_text(err)) + "]")
+                continue
+            try:
+                text = head + '"value",' + encode_value(value, max_bytes) + "]"
+            except _Reject as err:
+                text = head + '"invalid",' + _jstr(str(err)) + "]"
+            except BaseException as err:  # noqa: BLE001 - MemoryError, RecursionError while encoding
+                text = head + '"invalid",' + _jstr("cannot encode the return value: " + _type_name(err)) + "]"
+            send(text)
+        elif op == "check":
+            # HumanEval style: the test code defines check(candidate); each top-level assert of check
+            # was rewritten by the host into a call of __sbx_assert(index, thunk).
+            def record(index, thunk, head=head):
+                try:
+                    ok = bool(thunk())
+                    send(f'{head}"assert",{int(index)},{"true" if ok else "false"},null,null]')
+                except BaseException as err:  # noqa: BLE001
+                    kind, text = _jstr(_type_name(err)), _jstr(_text(err, 200))
+                    send(f'{head}"assert",{int(index)},false,{kind},{text}]')
+                    if isinstance(err, (KeyboardInterrupt, SystemExit)):
+                        raise
+
+            test_ns = dict(namespace)
+            test_ns["__sbx_assert"] = record
+            try:
+                exec(compile(payload, "<tests>", "exec"), test_ns)
+                test_ns["check"](fn)
+            except BaseException as err:  # noqa: BLE001
+                error("tests", err, tok)
+                return
+            send(head + '"done"]')
+            return
 
 
 if __name__ == "__main__":
-    main()
+    _status = 0
+    try:
+        main()
+    except BaseException:  # noqa: BLE001 - the runner itself failed (a closed pipe...): say so on stderr
+        _status = 1
+        try:
+            import traceback
+
+            traceback.print_exc()
+        except BaseException:  # noqa: BLE001, S110
+            pass
+    # leave at once: no atexit handlers or finalizers of the candidate, and ~5 ms less per run
+    for _stream in (sys.stdout, sys.stderr):
+        try:
+            _stream.flush()
+        except BaseException:  # noqa: BLE001, S110 - a closed or replaced stream
+            pass
+    os._exit(_status)

@@ -116,12 +116,21 @@ class CodeJudge:
         )
 
     def run_tests(self, code: str, task: ShardedTask) -> ExecutionResult:
-        """Run ``task``'s hidden tests on ``code`` in the sandbox."""
-        tests = task.metadata["tests"]
-        entry = task.metadata["entry_point"]
-        if tests["type"] == "calls":
-            return self.sandbox.run_calls(code, entry, tests["cases"])
-        return self.sandbox.run_script(code, entry, tests["code"])
+        """Run ``task``'s hidden tests on ``code`` in the sandbox.
+
+        Never raises: a malformed task or an internal sandbox failure is a failed execution with
+        ``error_type="sandbox"`` (the sandbox itself turns anything the code does into a result).
+        """
+        try:
+            tests = task.metadata["tests"]
+            entry = task.metadata["entry_point"]
+            if tests["type"] == "calls":
+                return self.sandbox.run_calls(code, entry, tests["cases"])
+            return self.sandbox.run_script(code, entry, tests["code"])
+        except Exception as err:  # noqa: BLE001 - grading must not raise out of env.step
+            return ExecutionResult(
+                passed=False, tests_passed=0, error_type="sandbox", error=f"{type(err).__name__}: {err}"[:500]
+            )
 
     def judge(self, reply: str, gold: ShardedTask) -> CodeJudgement:
         """Same as :meth:`judge_task` (the "gold" of a code reply is its task)."""
