@@ -442,10 +442,14 @@ def test_prompted_asks_for_answer_when_all_revealed():
 def test_prompted_batch_mixes_accepts_and_fallbacks():
     """In one batch, each request is resampled on its own: accepted ones stop, rejected ones go on."""
 
-    class PerSeed(FakeBackend):
+    from userlm_env.seeding import derive_seed
+
+    first = {derive_seed("user-resample", follow_up_request(0).seed, attempt) for attempt in range(2)}
+
+    class PerSeed(FakeBackend):  # the first request's sampling seeds phrase the shard well, the second's do not
         def generate(self, requests, params, stops):
             self.batches.append(list(requests))
-            return [Generation((1,), "a box holds 6 cans" if r.seed < 7919 else "nope nope") for r in requests]
+            return [Generation((1,), "a box holds 6 cans" if r.seed in first else "nope nope") for r in requests]
 
     backend = PerSeed(None)
     turns = PromptedUser(backend, PromptedUserConfig(max_attempts=2)).respond_batch(

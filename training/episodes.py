@@ -27,6 +27,7 @@ import torch
 from userlm_env.backends.rendering import encode_marked_text, render_chat_ids, render_marked_text
 from userlm_env.backends.transformers_backend import GenerationRequest, SamplingParams, SeededSampler
 from userlm_env.envs.base import ShardedChatEnv
+from userlm_env.seeding import derive_seed
 
 
 @dataclass
@@ -169,7 +170,7 @@ def collect_episodes(
             model,
             tokenizer,
             [views[i] for i in active],
-            [(int(policy_seeds[i]) * 1_000_003 + turn) % (2**31 - 1) for i in active],
+            [derive_seed("assistant-turn", int(policy_seeds[i]), turn) for i in active],  # as rollout.py
             sampling,
             stop_id,
         )

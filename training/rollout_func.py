@@ -51,6 +51,7 @@ from training.episodes import EpisodeTokens, collect_episodes
 from userlm_env.backends.transformers_backend import SamplingParams
 from userlm_env.envs.math_env import UserLMMathEnv
 from userlm_env.rewards import COMPONENTS
+from userlm_env.seeding import derive_seeds
 
 RolloutFunc = Callable[[list[Any], Any], dict[str, list]]
 _SEED_TEXT = re.compile(r"env_seed\s*=\s*(-?\d+)")
@@ -122,8 +123,7 @@ def make_prompt_dataset(
 
 def policy_seeds_for(base_seed: int, global_step: int, process_index: int, call: int, n: int) -> list[int]:
     """``n`` distinct 31-bit policy seeds, a pure function of the run seed, step, process and call."""
-    state = np.random.SeedSequence([int(base_seed), int(global_step), int(process_index), int(call)]).generate_state(n)
-    return [int(s) % (2**31 - 1) for s in state]
+    return derive_seeds(n, "grpo-policy", base_seed, global_step, process_index, call)
 
 
 def episodes_to_batch(

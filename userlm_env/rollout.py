@@ -24,6 +24,7 @@ from userlm_env.envs.math_env import UserLMMathEnv
 from userlm_env.episode_log import RECORD_FIELDS, EpisodeLog, unique_by_key
 from userlm_env.episode_types import EndReason, EpisodeRecord
 from userlm_env.rewards import COMPONENTS
+from userlm_env.seeding import derive_seed
 
 __all__ = ["RECORD_FIELDS", "run_episodes", "summarize"]
 
@@ -209,7 +210,7 @@ def _assistant_turns(assistant, running: list[_Running]) -> list[tuple[_Running,
         if assistant.needs_oracle:
             info["oracle_answer"] = run.env.task.answer
         infos.append(info)
-    seeds = [(run.seed * 1_000_003 + len(run.steps)) % (2**31 - 1) for run in running]
+    seeds = [derive_seed("assistant-turn", run.seed, len(run.steps)) for run in running]
     try:
         replies = assistant.act_batch([run.obs for run in running], seeds, infos)
         for run, reply in zip(running, replies, strict=True):

@@ -45,6 +45,7 @@ from userlm_env.backends.errors import BackendError
 from userlm_env.episode_types import EndReason
 from userlm_env.judge import Judgement
 from userlm_env.rewards import COMPONENTS, RewardConfig, step_components
+from userlm_env.seeding import SEED_SPACE, derive_seed
 from userlm_env.shard_detection import detect_revealed_shards
 from userlm_env.spaces import Conversation, Reply
 from userlm_env.tasks import ShardedTask, TaskSource
@@ -63,7 +64,6 @@ __all__ = [
 
 DEFAULT_MAX_TURNS = 12
 DEFAULT_MAX_REPLY_CHARS = 8000
-SEED_SPACE = 2**31 - 1
 
 
 @dataclass
@@ -97,7 +97,7 @@ class EpisodeState:
             conversation=tuple(dict(m) for m in self.conversation),
             revealed=tuple(self.revealed),
             turn=self.user_turns,
-            seed=(self.user_seed + 104729 * self.user_turns) % SEED_SPACE,
+            seed=derive_seed("user-turn", self.user_seed, self.user_turns),
         )
 
 

@@ -40,6 +40,7 @@ import numpy as np
 from userlm_env.backends.errors import BackendError
 from userlm_env.episode_log import RECORD_FIELDS, EpisodeLog, EpisodeLogWarning, LogProblem
 from userlm_env.episode_types import EndReason
+from userlm_env.seeding import derive_seed
 from userlm_env.tasks import ShardedTask, TaskSource
 from userlm_env.users import UserRequest, UserSimulator
 
@@ -194,7 +195,7 @@ def termination_probe(user: UserSimulator, tasks: dict[str, ShardedTask], record
         conversation=tuple(dict(m) for m in record["transcript"]),
         revealed=tuple(steps[-1]["shards_revealed"]) if steps else (),
         turn=sum(1 for m in record["transcript"] if m["role"] == "user"),
-        seed=(int(record["seed"]) * 7919 + 17) % (2**31 - 1),
+        seed=derive_seed("termination-probe", int(record["seed"])),
     )
     try:
         return bool(user.respond(request).ended)

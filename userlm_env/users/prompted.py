@@ -23,6 +23,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from userlm_env.backends.base import Backend, GenerationRequest, SamplingParams
+from userlm_env.seeding import derive_seed
 from userlm_env.shard_detection import fact_is_kept, numbers_in
 from userlm_env.users.base import UserRequest, UserSimulator, UserTurn
 from userlm_env.users.replay import ALL_REVEALED_MESSAGES
@@ -129,7 +130,7 @@ class PromptedUser(UserSimulator):
             batch = [
                 GenerationRequest(
                     prompt_ids=self._prompt(requests[i].task.shard(requests[i].next_shard_id).text),
-                    seed=requests[i].seed * 7919 + attempt,
+                    seed=derive_seed("user-resample", requests[i].seed, attempt),
                 )
                 for i in pending
             ]

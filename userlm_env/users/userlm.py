@@ -23,6 +23,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from userlm_env.backends.base import Backend, Generation, GenerationRequest, SamplingParams
+from userlm_env.seeding import derive_seed
 from userlm_env.tasks.task import ShardedTask
 from userlm_env.users.base import UserRequest, UserSimulator, UserTurn
 from userlm_env.users.template import (
@@ -188,7 +189,7 @@ class UserLMUser(UserSimulator):
                 batch.append(
                     GenerationRequest(
                         prompts[i],
-                        seed=requests[i].seed * 7919 + attempt,
+                        seed=derive_seed("user-resample", requests[i].seed, attempt),
                         banned_first_token_ids=self.banned_first,
                         banned_token_ids=banned,
                     )
