@@ -170,6 +170,9 @@ class Args:
                 f"eval_seed_offset={self.eval_seed_offset} overlaps the training seeds "
                 f"0..{self.num_train_tasks - 1}; raise it"
             )
+        from userlm_env.envs import check_env_specs
+
+        check_env_specs(self.env, tasks=self.tasks, reward=self.reward)  # a typo fails here, before any model loads
         self.batch_size = self.prompts_per_step * self.num_generations
         if not self.run_name:
             self.run_name = default_run_name(self)
@@ -334,9 +337,10 @@ def evaluate(model, tokenizer, make_env, args: Args, step: int) -> tuple[dict[st
     """Play ``eval_episodes`` held-out episodes with fixed env and policy seeds; (summary, episode records)."""
     from training.episodes import collect_episodes
     from userlm_env.backends.transformers_backend import SamplingParams
+    from userlm_env.seeding import derive_seeds
 
     env_seeds = [args.eval_seed_offset + i for i in range(args.eval_episodes)]
-    policy_seeds = [args.eval_seed_offset + 7919 * i for i in range(args.eval_episodes)]
+    policy_seeds = derive_seeds(args.eval_episodes, "eval-policy", args.eval_seed_offset)
     was_training = model.training
     model.eval()
     try:

@@ -29,9 +29,10 @@ import torch.nn as nn
 from training import args as args_lib
 from training.episodes import EpisodeTokens, collect_episodes, episode_summary
 from userlm_env.backends.transformers_backend import SamplingParams
-from userlm_env.envs import make_env_task_source, make_unwrapped_env, resolve_env_id
+from userlm_env.envs import check_env_specs, make_env_task_source, make_unwrapped_env
 from userlm_env.envs.math_env import UserLMMathEnv
 from userlm_env.rewards import COMPONENTS
+from userlm_env.seeding import derive_seeds
 
 
 @dataclass
@@ -149,7 +150,7 @@ class Args:
                 f"max_completion_tokens={self.max_completion_tokens} < max_new_tokens={self.max_new_tokens}"
             )
         self.minibatch_size = self.episodes_per_iteration // self.num_minibatches
-        env_id = resolve_env_id(self.env)
+        env_id = check_env_specs(self.env, tasks=self.tasks, reward=self.reward)  # typos fail before models load
         self.run_name = self.run_name or f"{env_id}__{self.exp_name}__{Path(self.policy).name}__{self.seed}"
 
 
@@ -424,8 +425,7 @@ def main(args: Args) -> dict:
         for iteration in range(start_iteration + 1, args.num_iterations + 1):
             t0 = time.time()
             # ROLLOUT: whole episodes, then score every token with the value head and the reference
-            base = (args.seed * 1_000_003 + iteration * args.episodes_per_iteration) % (2**31 - 1000)
-            seeds = [base + i for i in range(args.episodes_per_iteration)]
+            seeds = derive_seeds(args.episodes_per_iteration, "ppo-iteration", args.seed, iteration)
             episodes = play(seeds, seeds)
             batch = make_batch(episodes, tokenizer.pad_token_id, args.device)
             mask = batch["mask"]

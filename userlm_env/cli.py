@@ -4,6 +4,11 @@
 bar, prints a results table and appends every episode to a JSONL file (``--resume`` continues it).
 Its defaults are fully offline: the bundled SmolLM2-135M as assistant *and* as prompted user, on
 procedural tasks.
+
+The env's own arguments (``--tasks``, ``--reward``, ``--max-turns``) default to the env
+constructor's defaults (:func:`userlm_env.envs.env_defaults`; ``--tasks`` per env: math
+``procedural``, code ``code:procedural``). The one deliberate difference is ``--user``: the env's
+default user is UserLM-8b from the hub; the CLI's is the bundled offline model (``OFFLINE_USER``).
 """
 
 from __future__ import annotations
@@ -20,13 +25,34 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 from rich.text import Text
 
+from userlm_env.envs import check_env_specs, env_defaults, resolve_env_id
 from userlm_env.evaluation.records import printable
+from userlm_env.tasks.spec import FAMILY_ENV_IDS, SPEC_SYNTAX
 
 app = typer.Typer(
     add_completion=False, no_args_is_help=True, help="Train and evaluate assistants against simulated users."
 )
 console = Console()
-DEFAULT_TASKS = {"UserLM-Math-v0": "procedural", "UserLM-Code-v0": "code:procedural"}
+
+DEFAULT_ENV = "math"
+"""``--env`` default (UserLM-Math-v0)."""
+ENV_DEFAULTS = env_defaults(DEFAULT_ENV)
+"""The env constructor's defaults behind ``rollout --reward`` and ``--max-turns`` (same in every env; tested)."""
+OFFLINE_USER = "prompted:smollm2-135m"
+"""``rollout --user`` default: the bundled model as a prompted user (the env's default, UserLM-8b, needs the hub)."""
+ENV_HELP = f"env: {' or '.join(f'{short} ({env_id})' for short, env_id in FAMILY_ENV_IDS.items())}"
+TASKS_HELP = (
+    "task spec; default: the env's ("
+    + ", ".join(f"{short}: {env_defaults(env_id)['tasks']}" for short, env_id in FAMILY_ENV_IDS.items())
+    + "); "
+    + "; ".join(f"{short}: {SPEC_SYNTAX[short]}" for short in FAMILY_ENV_IDS)
+    + " (bare 'procedural' is the env's own generator)"
+)
+
+
+def default_tasks(env: str) -> str:
+    """The task spec ``--tasks`` stands for when it is not given: the env's ``tasks`` default."""
+    return env_defaults(env)["tasks"]
 
 
 @app.callback()
@@ -40,18 +66,21 @@ def rollout(
         "smollm2-135m", help="assistant: a model (hub id, dir, .gguf, smollm2-135m) or scripted:NAME"
     ),
     user: str = typer.Option(
-        "prompted:smollm2-135m", help="user spec: microsoft/UserLM-8b, userlm:MODEL, prompted:MODEL, replay, human"
+        OFFLINE_USER,
+        help="user spec: prompted:MODEL (default: the bundled model, offline), userlm:MODEL, replay, human, "
+        "microsoft/UserLM-8b (the env's own default; needs the hub)",
     ),
-    env: str = typer.Option("math", help="env: math (UserLM-Math-v0) or code (UserLM-Code-v0)"),
-    tasks: str = typer.Option(
-        None, help="task spec (math: procedural, gsm8k, gsm8k:PATH, lic:PATH; code: code:procedural, humaneval:PATH)"
-    ),
+    env: str = typer.Option(DEFAULT_ENV, help=ENV_HELP),
+    tasks: str = typer.Option(None, help=TASKS_HELP),
     reward: str = typer.Option(
-        "lic", help="reward preset (lic, shaped, efficient), optionally with overrides: shaped:turn=-0.05"
+        ENV_DEFAULTS["reward"],
+        help="reward preset (lic, shaped, efficient), optionally with overrides: shaped:turn=-0.05; default: the env's",
     ),
     episodes: int = typer.Option(3, min=1, help="number of episodes (seeds seed..seed+episodes-1)"),
     seed: int = typer.Option(0, help="first episode seed"),
-    max_turns: int = typer.Option(6, min=1, help="assistant replies before truncation"),
+    max_turns: int = typer.Option(
+        ENV_DEFAULTS["max_turns"], min=1, help="assistant replies before truncation; default: the env's"
+    ),
     batch_size: int = typer.Option(3, min=1, help="episodes stepped together (batched model calls)"),
     out: Path = typer.Option(Path("runs/rollout.jsonl"), help="JSONL file, one line per episode"),
     resume: bool = typer.Option(False, help="continue an existing log, skipping finished episodes"),
@@ -68,8 +97,7 @@ def rollout(
     from agents.prompts import default_system_prompt
     from userlm_env.backends.models import ModelLoadError
     from userlm_env.backends.transformers_backend import SamplingParams
-    from userlm_env.envs import make_env_task_source, make_unwrapped_env, resolve_env_id
-    from userlm_env.rewards import RewardConfig
+    from userlm_env.envs import make_env_task_source, make_unwrapped_env
     from userlm_env.rollout import RECORD_FIELDS, run_episodes, summarize
     from userlm_env.users import make_user
 
@@ -82,9 +110,8 @@ def rollout(
         started = time.perf_counter()
         try:
             with console.status("loading models..."):
-                RewardConfig.from_spec(reward)
-                env = resolve_env_id(env)
-                tasks = tasks or DEFAULT_TASKS[env]
+                env = check_env_specs(env, tasks=tasks, reward=reward)  # typos fail before any model loads
+                tasks = tasks or default_tasks(env)
                 task_source = make_env_task_source(env, tasks)
                 agent = make_assistant(
                     assistant,
@@ -181,10 +208,8 @@ def evaluate(
         ["replay", "prompted:smollm2-135m"], help="user spec for the SHARDED setting (repeat for several)"
     ),
     setting: list[str] = typer.Option(["FULL", "CONCAT", "SHARDED"], help="FULL, CONCAT and/or SHARDED"),
-    env: str = typer.Option("math", help="env: math (UserLM-Math-v0) or code (UserLM-Code-v0)"),
-    tasks: str = typer.Option(
-        None, help="task spec (math: procedural, gsm8k, gsm8k:PATH, lic:PATH; code: code:procedural, humaneval:PATH)"
-    ),
+    env: str = typer.Option(DEFAULT_ENV, help=ENV_HELP),
+    tasks: str = typer.Option(None, help=TASKS_HELP),
     num_tasks: int = typer.Option(5, min=1, help="tasks drawn from the source (seeded)"),
     runs_per_task: int = typer.Option(10, min=1, help="simulations per task and setting (LiC: 10)"),
     seed: int = typer.Option(0, help="seed of the task draw and of every episode"),
@@ -214,7 +239,6 @@ def evaluate(
 ) -> None:
     """Lost-in-Conversation evaluation: FULL / CONCAT / SHARDED x assistants x users, then reports."""
     from userlm_env.backends.models import ModelLoadError
-    from userlm_env.envs import resolve_env_id
     from userlm_env.evaluation.runner import EvalConfig, run_evaluation
 
     log_path = out / "episodes.jsonl"
@@ -226,7 +250,7 @@ def evaluate(
         env = resolve_env_id(env)
         config = EvalConfig(
             env=env,
-            tasks=tasks or DEFAULT_TASKS[env],
+            tasks=tasks or default_tasks(env),
             assistants=list(assistant),
             users=list(user),
             settings=[s.upper() for s in setting],

@@ -1,10 +1,11 @@
-"""Task specs for code environments: ``make_code_task_source``.
+"""Code task sources for ``UserLM-Code-v0``: ``make_code_task_source`` and the RL-safety checks.
 
-Spec strings (the ``tasks=`` argument of ``UserLM-Code-v0``):
+Spec strings (the ``tasks=`` argument of ``UserLM-Code-v0``; parsed, with the math ones, in
+:mod:`userlm_env.tasks.spec`):
 
-- ``None``, ``"code:procedural"`` (or ``"procedural"``): the offline generator of small
-  function-writing tasks; ``"code:procedural:T1,T2"`` restricts it to some templates
-  (:data:`userlm_env.code.procedural.TEMPLATES`).
+- ``None``, ``"code:procedural"`` (or bare ``"procedural"``, which the code env reads as
+  ``code:procedural``): the offline generator of small function-writing tasks;
+  ``"code:procedural:T1,T2"`` restricts it to some templates (:data:`userlm_env.code.procedural.TEMPLATES`).
 - ``"humaneval"`` / ``"humaneval:test"``: ``openai/openai_humaneval`` from the Hugging Face hub
   (network or a local ``datasets`` cache), docstrings sharded automatically.
 - ``"humaneval:PATH"``: a local jsonl with the HumanEval fields (task_id, prompt,
@@ -22,11 +23,10 @@ candidate's process, where a policy can forge a pass; :func:`count_not_rl_safe` 
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Sequence
-from pathlib import Path
 
 from userlm_env.tasks.source import TaskList, TaskSource, make_task_source
+from userlm_env.tasks.spec import CODE_SPEC_FORMS, TaskSpec
 from userlm_env.tasks.task import ShardedTask
 
 __all__ = [
@@ -43,63 +43,18 @@ class NotRLSafeWarning(UserWarning):
     """A code task source holds tasks whose tests run in the candidate's process (forgeable by a policy)."""
 
 
-CODE_SPEC_FORMS = (
-    "code:procedural",
-    "code:procedural:T1,T2",
-    "humaneval",
-    "humaneval:test",
-    "humaneval:PATH",
-    "lic-code:PATH",
-)
-"""The accepted forms of a code task spec string (PATH = a local file)."""
+def make_code_task_source(spec: str | TaskSpec | TaskSource | Sequence[ShardedTask] | None) -> TaskSource:
+    """Build a code task source: ``make_task_source(spec, family="code")`` (see :mod:`userlm_env.tasks.spec`).
 
-
-def _unknown(spec: str, why: str = "unknown code task spec") -> ValueError:
-    guesses = difflib.get_close_matches(spec, CODE_SPEC_FORMS, n=2, cutoff=0.5)
-    if not guesses and ":" in spec:
-        guesses = difflib.get_close_matches(spec.split(":", 1)[0], [f.split(":")[0] for f in CODE_SPEC_FORMS], n=1)
-    hint = f" Did you mean {' or '.join(repr(g) for g in dict.fromkeys(guesses))}?" if guesses else ""
-    return ValueError(f"{why}: {spec!r}.{hint} Valid forms: {', '.join(CODE_SPEC_FORMS)}.")
-
-
-def make_code_task_source(spec: str | TaskSource | Sequence[ShardedTask] | None) -> TaskSource:
-    """Build a code task source from a spec (see the module docstring).
+    ``None`` and bare ``"procedural"`` give ``code:procedural``; a math spec (``gsm8k``,
+    ``procedural:easy``, ...) is an error that says to use ``UserLM-Math-v0``.
 
     Raises:
-        ValueError: unknown spec (with close matches), unknown template, bad file content.
+        ValueError: unknown spec (with close matches), a math spec, unknown template, bad file content.
         FileNotFoundError: a PATH spec whose file does not exist.
         RuntimeError: the hub dataset cannot be loaded (offline).
     """
-    from userlm_env.code.humaneval import load_humaneval_hub, load_humaneval_jsonl  # noqa: PLC0415
-    from userlm_env.code.lic_code import load_lic_code_json  # noqa: PLC0415
-    from userlm_env.code.procedural import ProceduralCodeTasks  # noqa: PLC0415
-
-    if spec is None:
-        return ProceduralCodeTasks()
-    if not isinstance(spec, str):
-        return make_task_source(spec)
-    text = spec.strip()
-    kind, _, arg = text.partition(":")
-    kind = kind.lower()
-    if kind == "procedural" and not arg:
-        return ProceduralCodeTasks()
-    if kind == "code":
-        sub, _, templates = arg.partition(":")
-        if sub.lower() != "procedural":
-            raise _unknown(text)
-        names = tuple(t.strip() for t in templates.split(",") if t.strip())
-        return ProceduralCodeTasks(names or None, name="code-procedural" + (f"-{'-'.join(names)}" if names else ""))
-    if kind == "humaneval":
-        if not arg:
-            return load_humaneval_hub("test")
-        if arg == "test" and not Path(arg).is_file():
-            return load_humaneval_hub(arg)
-        return load_humaneval_jsonl(arg)
-    if kind in ("lic-code", "lic_code", "liccode"):
-        if not arg:
-            raise _unknown(text, "the 'lic-code' task spec needs a file path ('lic-code:PATH')")
-        return load_lic_code_json(arg)
-    raise _unknown(text)
+    return make_task_source(spec, family="code")
 
 
 def check_code_task(task: ShardedTask) -> None:

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import difflib
+import inspect
 from typing import Any
 
-from userlm_env.code.tasks import make_code_task_source
 from userlm_env.envs.base import EndReason, EpisodeView, ShardedChatEnv, ShardedChatVectorEnv
 from userlm_env.envs.code_env import UserLMCodeEnv, UserLMCodeVectorEnv
 from userlm_env.envs.math_env import UserLMMathEnv, UserLMMathVectorEnv
-from userlm_env.tasks import TaskSource, make_task_source
+from userlm_env.rewards import RewardConfig
+from userlm_env.tasks import FAMILY_ENV_IDS, TaskSource, make_task_source, parse_task_spec
+from userlm_env.tasks.spec import TaskFamily
 
 __all__ = [
     "ENV_CLASSES",
@@ -21,6 +23,9 @@ __all__ = [
     "UserLMCodeVectorEnv",
     "UserLMMathEnv",
     "UserLMMathVectorEnv",
+    "check_env_specs",
+    "env_defaults",
+    "env_task_family",
     "make_env_task_source",
     "make_unwrapped_env",
     "resolve_env_id",
@@ -32,7 +37,7 @@ ENV_CLASSES: dict[str, type[ShardedChatEnv]] = {
 }
 """Registered env id -> class (the unwrapped env ``gym.make`` builds)."""
 
-_ALIASES = {"math": "UserLM-Math-v0", "code": "UserLM-Code-v0"}
+_ALIASES = FAMILY_ENV_IDS  # the task family names double as short env ids ("math", "code")
 
 
 def resolve_env_id(env_id: str) -> str:
@@ -49,14 +54,57 @@ def resolve_env_id(env_id: str) -> str:
     return key
 
 
-def make_env_task_source(env_id: str, spec: Any) -> TaskSource:
-    """The task source an env builds from ``spec`` (math specs for the math env, code specs for the code env).
+def env_task_family(env_id: str) -> TaskFamily:
+    """The task family (``"math"`` or ``"code"``) whose spec strings ``env_id`` reads.
 
-    Build it once and pass it as ``tasks=`` to many envs so that a data set is loaded only once.
+    Raises:
+        ValueError: unknown id.
     """
-    if resolve_env_id(env_id) == "UserLM-Code-v0":
-        return make_code_task_source(spec)
-    return make_task_source(spec)
+    key = resolve_env_id(env_id)
+    return next(family for family, registered in FAMILY_ENV_IDS.items() if registered == key)
+
+
+def env_defaults(env_id: str) -> dict[str, Any]:
+    """The constructor defaults of env ``env_id`` (``tasks``, ``reward``, ``max_turns``, ``user``, ...).
+
+    Read from the class's signature, the one place they are written; the CLI takes its defaults
+    from here.
+
+    Raises:
+        ValueError: unknown id.
+    """
+    parameters = inspect.signature(ENV_CLASSES[resolve_env_id(env_id)]).parameters.values()
+    return {p.name: p.default for p in parameters if p.default is not inspect.Parameter.empty}
+
+
+def check_env_specs(env_id: str, *, tasks: str | None = None, reward: Any = None) -> str:
+    """Check an env id and its ``tasks`` / ``reward`` specs without building anything (no file, model or network).
+
+    For scripts that should fail on a typo before loading models; empty ``tasks`` / None ``reward``
+    (the env's defaults) are not checked.
+
+    Returns:
+        The registered env id.
+
+    Raises:
+        ValueError: unknown env id, a bad task spec (or one of the other family), a bad reward spec.
+    """
+    key = resolve_env_id(env_id)
+    if tasks:
+        parse_task_spec(tasks, env_task_family(key))
+    if reward is not None:
+        RewardConfig.from_spec(reward)
+    return key
+
+
+def make_env_task_source(env_id: str, spec: Any) -> TaskSource:
+    """The task source env ``env_id`` builds from ``spec``: ``make_task_source(spec, family=env_task_family(env_id))``.
+
+    Bare ``"procedural"`` is the env's own procedural generator (math or code); a spec of the other
+    family is a ``ValueError`` that names the env it belongs to. Build the source once and pass it
+    as ``tasks=`` to many envs so that a data set is loaded only once.
+    """
+    return make_task_source(spec, family=env_task_family(env_id))
 
 
 def make_unwrapped_env(env_id: str, **kwargs: Any) -> ShardedChatEnv:

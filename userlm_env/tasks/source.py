@@ -2,44 +2,34 @@
 
 A ``TaskSource`` draws one ``ShardedTask`` per episode from a numpy ``Generator`` (the env's
 ``np_random``), so the same seed gives the same task. ``make_task_source`` turns the
-``tasks=`` argument of the environment (a spec string, a source, or a list of tasks) into a
-source.
-
-Spec strings:
-
-- ``None`` or ``"procedural"``: the offline generator of arithmetic word problems (3-6 shards);
-  ``"procedural:easy"`` (3-4 shards) and ``"procedural:hard"`` (5-6 shards).
-- ``"gsm8k"`` / ``"gsm8k:train"`` / ``"gsm8k:test"``: GSM8K from the Hugging Face hub
-  (``openai/gsm8k``, needs the network or a cache), sharded automatically.
-- ``"gsm8k:PATH"``: a local GSM8K jsonl file (``question``/``answer`` per line).
-- ``"lic:PATH"``: a Lost-in-Conversation sharded JSON file (math records).
+``tasks=`` argument of an environment (a spec string, a source, or a list of tasks) into a
+source; the spec strings of both families (math: ``procedural[:easy|hard]``,
+``gsm8k[:train|test|PATH]``, ``lic:PATH``; code: ``code:procedural[:T1,T2]``,
+``humaneval[:test|PATH]``, ``lic-code:PATH``) are defined and parsed in :mod:`userlm_env.tasks.spec`.
 """
 
 from __future__ import annotations
 
 import abc
-import difflib
 from collections.abc import Iterator, Mapping, Sequence
-from pathlib import Path
 from typing import overload
 
 import numpy as np
 
+from userlm_env.tasks.spec import (
+    DEFAULT_TASK_SPECS,
+    MATH_SPEC_FORMS,
+    TaskFamily,
+    TaskSpec,
+    build_task_source,
+    parse_task_spec,
+)
 from userlm_env.tasks.task import ShardedTask
 
 __all__ = ["SPEC_FORMS", "TaskList", "TaskSource", "make_task_source"]
 
-SPEC_FORMS = (
-    "procedural",
-    "procedural:easy",
-    "procedural:hard",
-    "gsm8k",
-    "gsm8k:train",
-    "gsm8k:test",
-    "gsm8k:PATH",
-    "lic:PATH",
-)
-"""The accepted forms of a task spec string (PATH = a local file)."""
+SPEC_FORMS = MATH_SPEC_FORMS
+"""The accepted forms of a math task spec string (PATH = a local file); see :mod:`userlm_env.tasks.spec`."""
 
 
 class TaskSource(abc.ABC):
@@ -128,62 +118,35 @@ class TaskList(TaskSource):
         return f"TaskList(name={self.name!r}, n={len(self._tasks)})"
 
 
-def _unknown_spec(spec: str, why: str = "unknown task spec") -> ValueError:
-    guesses = difflib.get_close_matches(spec, SPEC_FORMS, n=2, cutoff=0.5)
-    if not guesses and ":" in spec:
-        guesses = difflib.get_close_matches(spec.split(":", 1)[0], SPEC_FORMS, n=2, cutoff=0.5)
-    hint = f" Did you mean {' or '.join(repr(g) for g in guesses)}?" if guesses else ""
-    return ValueError(f"{why}: {spec!r}.{hint} Valid forms: {', '.join(SPEC_FORMS)}.")
+def make_task_source(
+    spec: str | TaskSpec | TaskSource | Sequence[ShardedTask] | ShardedTask | None, family: TaskFamily = "math"
+) -> TaskSource:
+    """Build a task source from an env's ``tasks=`` argument: the one builder behind every env.
 
-
-def _from_string(spec: str) -> TaskSource:
-    from userlm_env.tasks.gsm8k import load_gsm8k_hub, load_gsm8k_jsonl  # noqa: PLC0415
-    from userlm_env.tasks.lic import load_lic_json  # noqa: PLC0415
-    from userlm_env.tasks.procedural import ProceduralMathTasks  # noqa: PLC0415
-
-    kind, _, arg = spec.strip().partition(":")
-    kind = kind.lower()
-    if kind == "procedural":
-        levels = {"": (3, 6), "easy": (3, 4), "hard": (5, 6)}
-        if arg.lower() not in levels:
-            raise _unknown_spec(spec, "unknown procedural difficulty (use easy or hard)")
-        low, high = levels[arg.lower()]
-        return ProceduralMathTasks(min_shards=low, max_shards=high, name=f"procedural:{arg.lower()}" if arg else None)
-    if kind == "gsm8k":
-        if not arg:
-            return load_gsm8k_hub("train")
-        if arg in ("train", "test") and not Path(arg).is_file():
-            return load_gsm8k_hub(arg)
-        return load_gsm8k_jsonl(arg)
-    if kind == "lic":
-        if not arg:
-            raise _unknown_spec(spec, "the 'lic' task spec needs a file path ('lic:PATH')")
-        return load_lic_json(arg)
-    raise _unknown_spec(spec)
-
-
-def make_task_source(spec: str | TaskSource | Sequence[ShardedTask] | None) -> TaskSource:
-    """Build a task source from the env's ``tasks=`` argument.
+    ``make_code_task_source(spec)`` is ``make_task_source(spec, family="code")`` and
+    ``make_env_task_source(env_id, spec)`` picks the family of ``env_id``.
 
     Args:
-        spec: ``None`` (procedural), a spec string (see the module docstring), a
-            ``TaskSource`` (returned as is) or a sequence of ``ShardedTask`` (wrapped in a
-            ``TaskList``).
+        spec: ``None`` (the family's default, :data:`~userlm_env.tasks.spec.DEFAULT_TASK_SPECS`),
+            a spec string or :class:`~userlm_env.tasks.spec.TaskSpec` (see :mod:`userlm_env.tasks.spec`),
+            a ``TaskSource`` (returned as is) or a sequence of ``ShardedTask`` (wrapped in a ``TaskList``).
+        family: the family of the env reading the spec (``"math"`` or ``"code"``): it resolves bare
+            ``"procedural"``, and a spec of the other family is an error naming its env.
 
     Returns:
         The task source.
 
     Raises:
-        ValueError: for an unknown spec string (the message lists the valid forms and
-            suggests a close match) or an empty list.
+        ValueError: an unknown spec string (the message lists the valid forms and suggests a
+            close match), a spec of the other family, or an empty list.
         TypeError: for any other type.
     """
     if spec is None:
-        return _from_string("procedural")
+        spec = DEFAULT_TASK_SPECS[family]
     if isinstance(spec, TaskSource):
         return spec
-    if isinstance(spec, str):
-        return _from_string(spec)
+    if isinstance(spec, (str, TaskSpec)):
+        return build_task_source(parse_task_spec(spec, family))
     if isinstance(spec, ShardedTask):
         return TaskList([spec], name="list")
     if isinstance(spec, Sequence):
