@@ -18,7 +18,7 @@ from userlm_env.code.tasks import (
 from userlm_env.envs.base import DEFAULT_MAX_REPLY_CHARS, DEFAULT_MAX_TURNS, ShardedChatEnv, ShardedChatVectorEnv
 from userlm_env.judge import Judgement
 from userlm_env.rewards import RewardConfig
-from userlm_env.tasks import ShardedTask, TaskSource
+from userlm_env.tasks import DEFAULT_TASK_SPECS, ShardedTask, TaskSource
 from userlm_env.users import UserSimulator
 
 __all__ = ["UserLMCodeEnv", "UserLMCodeVectorEnv", "make_code_judge", "warn_if_not_rl_safe"]
@@ -152,7 +152,7 @@ class UserLMCodeEnv(ShardedChatEnv):
     def __init__(
         self,
         user: str | UserSimulator | None = None,
-        tasks: str | TaskSource | list[ShardedTask] | None = "code:procedural",
+        tasks: str | TaskSource | list[ShardedTask] | None = DEFAULT_TASK_SPECS["code"],
         reward: str | dict[str, float] | RewardConfig | None = "lic",
         max_turns: int = DEFAULT_MAX_TURNS,
         judge: Any = "rule",
@@ -175,7 +175,7 @@ class UserLMCodeEnv(ShardedChatEnv):
     @classmethod
     def build_shared(cls, kwargs: dict[str, Any]) -> dict[str, Any]:
         """Pop ``tasks``, ``judge`` and ``sandbox`` from ``kwargs``; return the built task source and judge."""
-        tasks = kwargs.pop("tasks", "code:procedural")
+        tasks = kwargs.pop("tasks", DEFAULT_TASK_SPECS["code"])
         judge = kwargs.pop("judge", "rule")
         sandbox = kwargs.pop("sandbox", None)
         source = make_code_task_source(tasks)

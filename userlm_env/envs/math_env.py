@@ -6,7 +6,7 @@ from typing import Any
 
 from userlm_env.envs.base import ShardedChatEnv, ShardedChatVectorEnv
 from userlm_env.judge import Judgement, make_judge
-from userlm_env.tasks import ShardedTask, make_task_source
+from userlm_env.tasks import DEFAULT_TASK_SPECS, ShardedTask, make_task_source
 
 __all__ = ["UserLMMathEnv", "UserLMMathVectorEnv"]
 
@@ -107,7 +107,7 @@ class UserLMMathEnv(ShardedChatEnv):
     def build_shared(cls, kwargs: dict[str, Any]) -> dict[str, Any]:
         """Math task source (``tasks=``) and rule or LLM judge (``judge=``), popped from ``kwargs``."""
         return {
-            "tasks": make_task_source(kwargs.pop("tasks", "procedural")),
+            "tasks": make_task_source(kwargs.pop("tasks", DEFAULT_TASK_SPECS["math"])),
             "judge": make_judge(kwargs.pop("judge", "rule")),
         }
 
