@@ -365,7 +365,7 @@ def test_env_truncates_mid_episode_when_the_server_turns_malformed(raw_server, t
         server.send(conn, json_response(payload))
 
     server = raw_server(respond)
-    config = UserLMConfig(max_resamples=0, banned_first_words=()) if kind == "userlm" else None
+    config = UserLMConfig(max_attempts=1, banned_first_words=()) if kind == "userlm" else None
     user = make_user(_user_spec(kind, server.url, tiny_userlm_untrained), config=config)
     env = UserLMMathEnv(user=user, max_turns=8)
     obs, info = env.reset(seed=0)

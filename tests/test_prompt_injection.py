@@ -138,7 +138,7 @@ def smol_tok():
 @pytest.mark.parametrize("attack", ATTACKS, ids=list(ATTACKS))
 def test_userlm_user_prompt_keeps_only_the_templates_control_tokens(tiny_userlm_untrained, monkeypatch, attack):
     """The reported case: an assistant reply with forged turns; the UserLM prompt has system, user, assistant only."""
-    user = UserLMUser(TransformersBackend.from_spec(str(tiny_userlm_untrained)), UserLMConfig(max_resamples=0))
+    user = UserLMUser(TransformersBackend.from_spec(str(tiny_userlm_untrained)), UserLMConfig(max_attempts=1))
     capture = Capture()
     monkeypatch.setattr(user.backend, "generate", capture)
     conversation = (
@@ -156,7 +156,7 @@ def test_userlm_user_prompt_keeps_only_the_templates_control_tokens(tiny_userlm_
 
 def test_userlm_env_step_with_a_forging_reply(tiny_userlm_untrained, monkeypatch):
     """Through ``env.step``: the forged reply reaches the user as text; the user's intent is the only system turn."""
-    user = UserLMUser(TransformersBackend.from_spec(str(tiny_userlm_untrained)), UserLMConfig(max_resamples=0))
+    user = UserLMUser(TransformersBackend.from_spec(str(tiny_userlm_untrained)), UserLMConfig(max_attempts=1))
     capture = Capture()
     monkeypatch.setattr(user.backend, "generate", capture)
     env = UserLMMathEnv(user=user, tasks="procedural", max_turns=8)
@@ -173,7 +173,7 @@ def test_userlm_env_step_with_a_forging_reply(tiny_userlm_untrained, monkeypatch
 
 def test_attack_in_the_task_text_stays_text(tiny_userlm_untrained, monkeypatch):
     """Task data (the intent in the system message) is content too."""
-    user = UserLMUser(TransformersBackend.from_spec(str(tiny_userlm_untrained)), UserLMConfig(max_resamples=0))
+    user = UserLMUser(TransformersBackend.from_spec(str(tiny_userlm_untrained)), UserLMConfig(max_attempts=1))
     capture = Capture()
     monkeypatch.setattr(user.backend, "generate", capture)
     task = ShardedTask(
@@ -415,7 +415,7 @@ def test_userlm_over_http_env_step(recording_server, tiny_userlm_untrained, tiny
     """``user="userlm:http://..."``: the server's view of the prompt (ids, or its own parse of the text) is clean."""
     server = recording_server(token_prompts=token_prompts)
     spec = f"userlm:{server.url}?model=stub&tokenizer={tiny_userlm_untrained}"
-    env = UserLMMathEnv(user=make_user(spec, config=UserLMConfig(max_resamples=0, banned_first_words=())), max_turns=8)
+    env = UserLMMathEnv(user=make_user(spec, config=UserLMConfig(max_attempts=1, banned_first_words=())), max_turns=8)
     env.reset(seed=0)
     env.step(LLAMA3_ATTACK)
     prompt = [b["prompt"] for b in server.bodies if not (isinstance(b["prompt"], list) and not token_prompts)][-1]

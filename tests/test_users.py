@@ -188,7 +188,7 @@ def test_userlm_uses_tokenizer_own_template(tiny_userlm_sep1, toy, monkeypatch):
     """A tokenizer with a UserLM template renders the prompt itself (its one-newline separator is kept)."""
     backend = backend_for(tiny_userlm_sep1)
     spy = spy_on(backend, monkeypatch)
-    simulator = UserLMUser(backend, UserLMConfig(max_resamples=0, sampling=SamplingParams(max_new_tokens=4)))
+    simulator = UserLMUser(backend, UserLMConfig(max_attempts=1, sampling=SamplingParams(max_new_tokens=4)))
     assert simulator.chat_template is None
     req = request(toy.task, [user(toy.opening), assistant(toy.ask)], revealed=(1,), seed=3)
     simulator.respond(req)
@@ -209,7 +209,7 @@ def test_userlm_fallback_template_for_other_tokenizers(tiny_chat_model, toy, sep
     """Without a UserLM template the built-in one is used: it opens a user turn with the configured separator."""
     backend = backend_for(tiny_chat_model)
     spy = spy_on(backend, monkeypatch)
-    config = UserLMConfig(max_resamples=0, separator=separator, sampling=SamplingParams(max_new_tokens=4))
+    config = UserLMConfig(max_attempts=1, separator=separator, sampling=SamplingParams(max_new_tokens=4))
     simulator = UserLMUser(backend, config)
     assert simulator.chat_template == userlm_chat_template(separator)
     simulator.respond(request(toy.task, [user(toy.opening), assistant(toy.ask)], revealed=(1,)))
@@ -225,8 +225,8 @@ def test_banned_first_word_is_never_the_opener(opener_i_userlm, toy, monkeypatch
     """A model trained to open with "I ...": with "I" banned no turn starts with the "I" token; unbanned it does."""
     backend = backend_for(opener_i_userlm)
     spy = spy_on(backend, monkeypatch)
-    free = UserLMUser(backend, UserLMConfig(banned_first_words=(), max_resamples=0))
-    banned = UserLMUser(backend, UserLMConfig(banned_first_words=("I",), max_resamples=0))
+    free = UserLMUser(backend, UserLMConfig(banned_first_words=(), max_attempts=1))
+    banned = UserLMUser(backend, UserLMConfig(banned_first_words=("I",), max_attempts=1))
     i_ids = {backend.tokenizer.encode(w, add_special_tokens=False)[0] for w in ("I", " I")}
     assert set(banned.banned_first) == i_ids and free.banned_first == ()
     seeds = range(5)
@@ -253,7 +253,7 @@ def test_end_token_banned_before_min_turns(conversational_userlm, toy, monkeypat
     """With min_turns_before_end above the turn index, <|endconversation|> is banned and the turn does not end."""
     backend = backend_for(conversational_userlm)
     spy = spy_on(backend, monkeypatch)
-    simulator = UserLMUser(backend, UserLMConfig(min_turns_before_end=5, max_resamples=0))
+    simulator = UserLMUser(backend, UserLMConfig(min_turns_before_end=5, max_attempts=1))
     conversation = [user(toy.opening), assistant(toy.ask), user(toy.second), assistant(toy.ask)]
     turn = simulator.respond(request(toy.task, conversation, revealed=(1, 2), seed=0))
     assert turn.ended is False
@@ -292,23 +292,28 @@ def test_shard_detection_fills_revealed_from_text(conversational_userlm, toy):
 
 
 def test_too_short_turn_is_resampled_then_kept(bad_turns_userlm, toy, monkeypatch):
-    """A model emitting a 1-word turn fails the length guardrail on every sample: attempts = max_resamples+1."""
+    """A model emitting a 1-word turn fails the length guardrail on every sample: max_attempts samples."""
     backend = backend_for(bad_turns_userlm)
     spy = spy_on(backend, monkeypatch)
-    max_resamples = 2
-    simulator = UserLMUser(backend, UserLMConfig(max_resamples=max_resamples))
+    max_attempts = 3
+    simulator = UserLMUser(backend, UserLMConfig(max_attempts=max_attempts))
     turn = simulator.respond(request(toy.task, seed=0))
     assert turn.text == "ok"
-    assert turn.meta["attempts"] == max_resamples + 1 and turn.meta["accepted"] is False
-    assert len(turn.meta["guardrail_failures"]) == max_resamples + 1
+    assert turn.meta["attempts"] == max_attempts and turn.meta["accepted"] is False
+    assert len(turn.meta["guardrail_failures"]) == max_attempts
     assert all("too short" in f for f in turn.meta["guardrail_failures"])
     seeds = [r.seed for r in spy.requests]
-    assert len(seeds) == max_resamples + 1 and len(set(seeds)) == len(seeds)  # a fresh seed per resample
+    assert len(seeds) == max_attempts and len(set(seeds)) == len(seeds)  # a fresh seed per resample
+
+
+def test_max_resamples_is_a_deprecated_alias():
+    with pytest.warns(FutureWarning, match="max_attempts"):
+        assert UserLMConfig(max_resamples=2).max_attempts == 3
 
 
 def test_verbatim_repeat_is_resampled(bad_turns_userlm, toy):
     """A turn repeating an earlier user turn verbatim is flagged "repeats" and resampled."""
-    simulator = UserLMUser(backend_for(bad_turns_userlm), UserLMConfig(max_resamples=1))
+    simulator = UserLMUser(backend_for(bad_turns_userlm), UserLMConfig(max_attempts=2))
     turn = simulator.respond(request(toy.task, [user(toy.opening), assistant(toy.ask)], revealed=(1,), seed=0))
     assert turn.text == toy.opening
     assert turn.meta["accepted"] is False and turn.meta["attempts"] == 2
@@ -326,7 +331,7 @@ def test_userlm_config_validation():
     with pytest.raises(ValueError):
         UserLMConfig(min_words=10, max_words=5)
     with pytest.raises(ValueError):
-        UserLMConfig(max_resamples=-1)
+        UserLMConfig(max_attempts=0)
     with pytest.raises(ValueError):
         UserLMConfig(max_intent_similarity=0)
 

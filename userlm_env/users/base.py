@@ -9,11 +9,15 @@ vector env can put the pending turns of all its episodes into one model call.
 from __future__ import annotations
 
 import abc
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from userlm_env.seeding import derive_seed
 from userlm_env.tasks.task import ShardedTask
+
+if TYPE_CHECKING:
+    from userlm_env.backends.base import Backend, Generation, GenerationRequest, SamplingParams
 
 Message = dict[str, str]
 
@@ -86,3 +90,68 @@ class UserSimulator(abc.ABC):
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.name!r})"
+
+
+@dataclass(frozen=True)
+class Sampled:
+    """The outcome of :func:`sample_until_accepted` for one request.
+
+    Attributes:
+        generation: the accepted generation, or the last one when none was accepted.
+        accepted: a sample passed the check.
+        attempts: samples drawn.
+        rejections: the check's reason for each rejected sample, in order.
+    """
+
+    generation: Generation
+    accepted: bool
+    attempts: int
+    rejections: list[str]
+
+
+def sample_until_accepted(
+    backend: Backend,
+    requests: Sequence[UserRequest],
+    make_request: Callable[[int, int], GenerationRequest],
+    check: Callable[[int, Generation], str | None],
+    *,
+    max_attempts: int,
+    params: SamplingParams,
+    stop_token_ids: Sequence[int],
+) -> list[Sampled]:
+    """The guardrail loop of LM users: sample every request, resample the rejected ones (batched).
+
+    Each round sends every still-rejected request to ``backend`` in one batched call; a request's
+    attempt ``a`` is sampled with ``derive_seed("user-resample", request.seed, a)``, so a turn does
+    not depend on which other requests share the batch.
+
+    Args:
+        backend: where the samples come from.
+        requests: the user requests (only their ``seed`` is read here).
+        make_request: ``(index, seed) -> GenerationRequest`` for request ``index``.
+        check: ``(index, generation) -> None`` to accept, or the reason to reject.
+        max_attempts: samples per request at most.
+        params: sampling parameters.
+        stop_token_ids: tokens that end a sample.
+
+    Returns:
+        One :class:`Sampled` per request, in order.
+    """
+    results: dict[int, Sampled] = {}
+    rejections: dict[int, list[str]] = {i: [] for i in range(len(requests))}
+    pending = list(range(len(requests)))
+    for attempt in range(max_attempts):
+        if not pending:
+            break
+        batch = [make_request(i, derive_seed("user-resample", requests[i].seed, attempt)) for i in pending]
+        still = []
+        for i, generation in zip(pending, backend.generate(batch, params, stop_token_ids)):
+            reason = check(i, generation)
+            if reason is not None:
+                rejections[i].append(reason)
+            if reason is None or attempt == max_attempts - 1:
+                results[i] = Sampled(generation, reason is None, attempt + 1, rejections[i])
+            else:
+                still.append(i)
+        pending = still
+    return [results[i] for i in range(len(requests))]

@@ -2,7 +2,7 @@
 
 Small models cannot role-play a Lost-in-Conversation user on their own (they answer the
 question themselves), so the env keeps control of *what* is revealed and the model only decides
-*how* it is said (DESIGN.md 3b):
+*how* it is said (README, "Design notes"):
 
 1. The next unrevealed shard is chosen (shard 1 at the opening turn, then in order).
 2. The model is asked (with a few examples) to rephrase that one fact as a short, casual message
@@ -23,9 +23,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from userlm_env.backends.base import Backend, GenerationRequest, SamplingParams
-from userlm_env.seeding import derive_seed
 from userlm_env.shard_detection import fact_is_kept, numbers_in
-from userlm_env.users.base import UserRequest, UserSimulator, UserTurn
+from userlm_env.users.base import UserRequest, UserSimulator, UserTurn, sample_until_accepted
 from userlm_env.users.replay import ALL_REVEALED_MESSAGES
 
 SYSTEM_PROMPT = (
@@ -123,33 +122,20 @@ class PromptedUser(UserSimulator):
                 )
             else:
                 pending.append(index)
-        rejections: dict[int, list[str]] = {i: [] for i in pending}
-        for attempt in range(self.config.max_attempts):
-            if not pending:
-                break
-            batch = [
-                GenerationRequest(
-                    prompt_ids=self._prompt(requests[i].task.shard(requests[i].next_shard_id).text),
-                    seed=derive_seed("user-resample", requests[i].seed, attempt),
-                )
-                for i in pending
-            ]
-            generations = self.backend.generate(batch, self.config.sampling, self._stops)
-            still = []
-            for index, generation in zip(pending, generations):
-                request, text = requests[index], _clean(generation.text)
-                reason = self.accepts(request, request.next_shard_id, text)
-                if reason is None:
-                    meta = {"attempts": attempt + 1, "fallback": False, "rejections": rejections[index]}
-                    results[index] = UserTurn(text=text, revealed=(request.next_shard_id,), meta=meta)
-                else:
-                    rejections[index].append(reason)
-                    still.append(index)
-            pending = still
-        for index in pending:
-            request = requests[index]
-            meta = {"attempts": self.config.max_attempts, "fallback": True, "rejections": rejections[index]}
-            results[index] = UserTurn(
-                text=request.task.shard(request.next_shard_id).text, revealed=(request.next_shard_id,), meta=meta
-            )
+        asked = [requests[i] for i in pending]
+        sampled = sample_until_accepted(
+            self.backend,
+            asked,
+            lambda k, seed: GenerationRequest(self._prompt(asked[k].task.shard(asked[k].next_shard_id).text), seed),
+            lambda k, generation: self.accepts(asked[k], asked[k].next_shard_id, _clean(generation.text)),
+            max_attempts=self.config.max_attempts,
+            params=self.config.sampling,
+            stop_token_ids=self._stops,
+        )
+        for index, request, outcome in zip(pending, asked, sampled):
+            shard = request.next_shard_id
+            # after max_attempts rejected phrasings the fact is said plainly
+            text = _clean(outcome.generation.text) if outcome.accepted else request.task.shard(shard).text
+            meta = {"attempts": outcome.attempts, "fallback": not outcome.accepted, "rejections": outcome.rejections}
+            results[index] = UserTurn(text=text, revealed=(shard,), meta=meta)
         return [results[i] for i in range(len(requests))]

@@ -19,13 +19,13 @@ After ``max_resamples`` failed samples the last one is kept and the failure is r
 from __future__ import annotations
 
 import difflib
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 from userlm_env.backends.base import Backend, Generation, GenerationRequest, SamplingParams
-from userlm_env.seeding import derive_seed
 from userlm_env.tasks.task import ShardedTask
-from userlm_env.users.base import UserRequest, UserSimulator, UserTurn
+from userlm_env.users.base import UserRequest, UserSimulator, UserTurn, sample_until_accepted
 from userlm_env.users.template import (
     DEFAULT_SEPARATOR,
     END_CONVERSATION,
@@ -70,7 +70,9 @@ class UserLMConfig:
         min_turns_before_end: user turns that must be written before ``<|endconversation|>`` is allowed.
         min_words: shorter turns are resampled (an end-of-conversation turn is exempt).
         max_words: longer turns are resampled.
-        max_resamples: extra samples per turn when a guardrail fails.
+        max_attempts: samples per turn (the first and the resamples when a guardrail fails); the last
+            sample is kept when every one fails (``meta["accepted"]`` is False).
+        max_resamples: deprecated: ``max_attempts - 1``.
         block_repeats: resample a turn equal to an earlier user turn.
         max_intent_similarity: resample a turn this similar (difflib ratio) to the intent; 1 disables.
         separator: header/content separator of the fallback template (used when the tokenizer has no
@@ -84,17 +86,25 @@ class UserLMConfig:
     min_turns_before_end: int = 1
     min_words: int = 3
     max_words: int = 25
-    max_resamples: int = 3
+    max_attempts: int = 4
     block_repeats: bool = True
     max_intent_similarity: float = 0.8
     separator: str = DEFAULT_SEPARATOR
     intent_template: str | None = None
+    max_resamples: int | None = None
 
     def __post_init__(self) -> None:
+        if self.max_resamples is not None:
+            warnings.warn(
+                "UserLMConfig(max_resamples=k) is deprecated: use max_attempts=k + 1 (as PromptedUserConfig)",
+                FutureWarning,
+                stacklevel=3,
+            )
+            object.__setattr__(self, "max_attempts", self.max_resamples + 1)
         if not 0 < self.min_words <= self.max_words:
             raise ValueError(f"need 0 < min_words <= max_words, got {self.min_words} and {self.max_words}")
-        if self.max_resamples < 0:
-            raise ValueError(f"max_resamples must be >= 0, got {self.max_resamples}")
+        if self.max_attempts < 1:
+            raise ValueError(f"max_attempts must be >= 1, got {self.max_attempts}")
         if not 0 < self.max_intent_similarity <= 1:
             raise ValueError(f"max_intent_similarity must be in (0, 1], got {self.max_intent_similarity}")
 
@@ -175,39 +185,30 @@ class UserLMUser(UserSimulator):
         """Sample each request's turn, resampling (batched) the ones that fail a guardrail."""
         stops = [self.eot_id] + ([self.end_id] if self.end_id is not None else [])
         prompts = [self.backend.render(self.messages(r), chat_template=self.chat_template) for r in requests]
-        results: dict[int, UserTurn] = {}
-        failures: dict[int, list[str]] = {i: [] for i in range(len(requests))}
-        pending = list(range(len(requests)))
-        for attempt in range(self.config.max_resamples + 1):
-            batch = []
-            for i in pending:
-                banned = (
-                    ()
-                    if requests[i].turn >= self.config.min_turns_before_end or self.end_id is None
-                    else (self.end_id,)
-                )
-                batch.append(
-                    GenerationRequest(
-                        prompts[i],
-                        seed=derive_seed("user-resample", requests[i].seed, attempt),
-                        banned_first_token_ids=self.banned_first,
-                        banned_token_ids=banned,
-                    )
-                )
-            generations = self.backend.generate(batch, self.config.sampling, stops)
-            still = []
-            last = attempt == self.config.max_resamples
-            for i, generation in zip(pending, generations):
-                text, ended = self._parse(generation)
-                reason = self._violation(requests[i], generation, text, ended)
-                if reason is not None:
-                    failures[i].append(reason)
-                if reason is None or last:
-                    meta = {"attempts": attempt + 1, "guardrail_failures": failures[i], "accepted": reason is None}
-                    results[i] = UserTurn(text=text, ended=ended, revealed=None, meta=meta)
-                else:
-                    still.append(i)
-            pending = still
-            if not pending:
-                break
-        return [results[i] for i in range(len(requests))]
+
+        def make_request(i: int, seed: int) -> GenerationRequest:
+            may_end = requests[i].turn >= self.config.min_turns_before_end or self.end_id is None
+            banned = () if may_end else (self.end_id,)
+            return GenerationRequest(
+                prompts[i], seed, banned_first_token_ids=self.banned_first, banned_token_ids=banned
+            )
+
+        sampled = sample_until_accepted(
+            self.backend,
+            requests,
+            make_request,
+            lambda i, generation: self._violation(requests[i], generation, *self._parse(generation)),
+            max_attempts=self.config.max_attempts,
+            params=self.config.sampling,
+            stop_token_ids=stops,
+        )
+        turns = []
+        for outcome in sampled:  # after max_attempts failures the last sample is kept (accepted: False)
+            text, ended = self._parse(outcome.generation)
+            meta = {
+                "attempts": outcome.attempts,
+                "guardrail_failures": outcome.rejections,
+                "accepted": outcome.accepted,
+            }
+            turns.append(UserTurn(text=text, ended=ended, revealed=None, meta=meta))
+        return turns
