@@ -361,11 +361,6 @@ def _structure(tokenizer, text: str, system: str | None) -> list[int]:
     return _encode(tokenizer, text)
 
 
-def user_token_positions(example: FlippedExample) -> list[int]:
-    """Positions of every user-content token of ``example`` (the tokens perplexity is measured on)."""
-    return [p for _, start, end in example.user_spans for p in range(start, end)]
-
-
 def batch_examples(examples: Sequence[FlippedExample], pad_id: int):
     """Right-pad examples into ``input_ids``, ``attention_mask`` and ``labels`` tensors."""
     import torch
