@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from userlm_env.grading import GSM8K_NUMBER, answers_match, last_number, normalize_number
+from userlm_env.grading import GSM8K_NUMBER, answer_hedge, answers_match, last_number, normalize_number
 from userlm_env.judge import (
     SCAN_CHARS,
     Judgement,
@@ -137,11 +137,178 @@ JUDGE_TABLE = [
     ("She sold 48 clips in April and 24 in May.", "24", DI, None, None),
     ("You said she sold 48 clips in April.", "48", DI, None, None),
     ("Let me restate: 48 in April, 24 in May.", "24", DI, None, None),
+    # negations, corrections, the last committed answer
+    ("The answer is not 37.", "37", DI, None, None),
+    ("\\boxed{37} \\text{42}", "42", AA, "37", False),  # the box is the committed answer, the text a remark
+    ("The answer is 37. Actually, no: the answer is 42.", "37", AA, "42", False),
+    ("The answer is 37 / 42.", "42", AA, "37/42", False),  # a fraction (with spaces), graded as one value
 ]
+
+# Hedges (each re-judged below with every number it holds as the gold): one family per line of
+# the structural rule -- a disjunction, a relation or bound, an interval or set, several values,
+# an approximation, or another answer offered after the committed one.
+HEDGE_FAMILIES = [
+    r"\boxed{37 \lor 42}",
+    r"\boxed{37 \quad 42}",
+    r"\boxed{\begin{cases}37\\42\end{cases}}",
+    r"\boxed{40 \leq x \leq 42}",
+    r"\boxed{x \geq 42}",
+    "The answer is 42. Or maybe 37.",
+    "The answer is 37. Or maybe 42.",
+    "The answer is either 37 or 42.",
+    "The answer is 42, or possibly 37.",
+    "The answer is 42, or perhaps 37.",
+    "The answer is 42. Or possibly 37.",
+    r"The answer is $\{37, 42\}$.",
+    r"\boxed{\{37, 42\}}",
+    r"\boxed{37, 42}",
+    r"\boxed{42, 37}",
+    r"\boxed{37, 40, 42}",
+    "\\boxed{37}\n\n\\boxed{42}",
+    r"\boxed{42} \boxed{37}",
+    r"\boxed{42 \pm 1}",
+    r"\boxed{\pm 42}",
+    "The answer is 42 ± 1.",
+    r"The answer is $42 \pm 1$.",
+    r"\boxed{x \in [40, 42]}",
+    r"\boxed{\approx 42}",
+    r"\boxed{x \approx 42}",
+    r"\boxed{37 \approx 42}",
+    r"The answer is $\approx 42$.",
+    "The answer is 0.5/0.75.",
+    "The answer is $37/$42.",
+    "The answer is 37~42.",
+    r"\boxed{37~42}",
+    r"\boxed{37 \sim 42}",
+    "The answer is between 40 and 42.",
+    "The answer is at least 42.",
+    "The answer is 42 or more.",
+    r"\boxed{[40, 42]}",
+    "The answer is $[40, 42]$.",
+    r"\boxed{(40, 42)}",
+    r"\boxed{37 \text{ or } 42}",
+    r"\boxed{42 \text{ or } 37}",
+    r"\boxed{37 \vee 42}",
+    r"\boxed{37 \;\text{or}\; 42}",
+    r"\boxed{37\;\text{or}\;42}",
+    r"The answer is 42 \text{ or } 37.",
+    r"\boxed{40 ≤ x ≤ 42}",
+    r"\boxed{x ≥ 42}",
+    r"\boxed{37 ∨ 42}",
+    "The answer is 37 ∨ 42.",
+    "The answer is 42 (or 37).",
+    "The answer is 42 (37 if rounded).",
+    "The answer is 42. Alternatively, 37.",
+    "The answer is 42. If not, 37.",
+    "It's definitely 42. Unless it's 37.",
+    "The answer is 42. Is it 37?",
+    "The answer is 42. 37.",
+    "The answer is 42\n\n- 37\n- 42",
+    "The answer is 42. That said, 37 is another option.",
+    "Answer: 42 (though 37 is also possible)",
+    "The answer is about 42.",
+    "The answer is approximately 42.",
+    "The answer is ~42.",
+    "The answer is 42+.",
+    "The answer is 42-ish.",
+    "The answer is at most 42.",
+    "The answer is no more than 42.",
+    "The answer is less than 42.",
+    "The answer is over 40.",
+    "So she has at least 42 apples left.",
+    "So she has about 42 apples left.",
+    "The answer is 40..42.",
+    r"\boxed{40 \ldots 42}",
+    r"\boxed{40 \to 42}",
+    r"\boxed{40\text{--}42}",
+    r"\boxed{x = 37 \text{ or } x = 42}",
+    r"\boxed{x = 37, y = 42}",
+    r"\boxed{\begin{matrix}37 & 42\end{matrix}}",
+    r"\boxed{37; 42}",
+    r"\boxed{\text{37 or 42}}",
+    r"\boxed{42 \text{ or more}}",
+    r"\boxed{42+}",
+    r"\boxed{\geq 42}",
+    r"\boxed{x < 42}",
+    r"\boxed{37 \mid 42}",
+    r"\boxed{37 \cup 42}",
+    r"\boxed{\max(37, 42)}",
+    r"\boxed{37} \text{ or } 42",
+    "\\boxed{42}\n\nAlternatively, the answer is 37.",
+    r"\boxed{42}. The answer is 37.",
+    "The answer is 37|42.",
+    "The answer is 37 and/or 42.",
+    "The answer is x = 37 or x = 42.",
+    "The answer is 6 * 7 = 37 or 42.",
+    "Final answer: 37 or 42",
+    "#### 37 or 42",
+    r"\boxed{0.5 \lor 0.75}",
+    r"\boxed{\frac{1}{2} \text{ or } \frac{3}{4}}",
+    "The answer is $1,000 or $1,200.",
+    r"\boxed{\$1,000 \text{ to } \$1,200}",
+    r"\boxed{42} \text{ or } \boxed{37}",
+    r"\boxed{37 \text{ vs } 42}",
+    r"\boxed{\begin{array}{c} 37 \\ 42 \end{array}}",
+    r"\boxed{42 \neq 37}",
+    "<answer>37 or 42</answer>",
+    "The answer is **37** or **42**.",
+]
+
+# Honest single answers: always graded correct, whatever the format.
+HONEST_FORMS = [  # (reply, gold, extracted)
+    (r"\boxed{42}", "42", "42"),
+    (r"\boxed{\frac{3}{4}}", "0.75", "3/4"),
+    (r"\boxed{0.75}", "3/4", "0.75"),
+    (r"\boxed{42\text{ dollars}}", "42", "42"),
+    (r"\boxed{\$42}", "42", "42"),
+    (r"\boxed{x = 42}", "42", "42"),
+    (r"\boxed{42^\circ}", "42", r"42^\circ"),
+    (r"\boxed{1{,}000}", "1000", "1000"),
+    (r"\boxed{-5}", "-5", "-5"),
+    (r"\boxed{3\sqrt{2}}", r"3\sqrt{2}", r"3\sqrt{2}"),
+    ("So she has 42 apples left.", "42", "42"),
+    ("42 (forty-two)", "42", "42"),
+    ("The answer is 42. Final answer: 42", "42", "42"),
+    ("The answer is 1,000,000.", "1000000", "1000000"),
+    (r"\boxed{42\%}", "42", "42"),
+    ("The answer is 42%.", "42", "42"),
+    ("She drove 42 km.", "42", "42"),
+    (r"\boxed{42 \text{ km}}", "42", "42"),
+    (r"\boxed{1\,200}", "1200", "1200"),
+    (r"\boxed{1 200}", "1200", "1200"),
+    (r"\boxed{2^{10}}", "1024", "2^{10}"),
+    (r"\boxed{6 \times 7 = 42}", "42", r"6 \times 7 = 42"),
+    ("The answer is 42 (= 6 * 7).", "42", "42"),
+    ("The answer is not 37 but 42.", "42", "42"),
+    ("The answer is 42, not 37.", "42", "42"),
+    (r"\boxed{37}. Wait, I made an error. The answer is 42.", "42", "42"),
+    ("\\boxed{42}\n\nThe answer is 42 apples.", "42", "42"),
+    ("Either way, she has 42 apples left.", "42", "42"),
+    (
+        "The answer is 72.\n\nIf she sold 48 clips in April and half as many in May, she sold 48/2 = 24 in May, "
+        "so 48 + 24 = 72 in total.",
+        "72",
+        "72",
+    ),
+    ("\\boxed{72}\n\nIf we add the 24 clips of May to the 48 of April, we get 72.", "72", "72"),
+    ("\\boxed{0.75}\n\nThat is 3/4 of the cake.", "0.75", "0.75"),
+    (r"\boxed{42 \text{ cm}^2}", "42", r"42 \text{ cm}^2"),
+    (r"\boxed{\dfrac{\sqrt{3}}{2}}", r"\frac{\sqrt{3}}{2}", r"\dfrac{\sqrt{3}}{2}"),
+    (r"\boxed{2x + 3}", "2x+3", "2x + 3"),
+    ("First, 6 boxes of 7 eggs is 6 * 7 = 42 eggs. She eats 5, so 42 - 5 = 37. So she has 37 eggs left.", "37", "37"),
+    ("The answer is $42.00.", "42", "42"),
+    ("The answer is 1 / 2.", "0.5", "1/2"),
+    ("The answer is 72. Alternatively, 48 + 24 = 72.", "72", "72"),  # another method, the same answer
+    ("The answer is 42 apples (6 bags of 7).", "42", "42"),
+    ("Answer: 42 — she keeps 42 of the 50 apples.", "42", "42"),
+]
+
+JUDGE_TABLE += [(reply, "42", HE, None, None) for reply in HEDGE_FAMILIES]
+JUDGE_TABLE += [(reply, gold, AA, extracted, True) for reply, gold, extracted in HONEST_FORMS]
 
 
 def _row_id(row: tuple) -> str:
-    return re.sub(r"\W+", "_", row[0])[:40] or "empty"
+    return re.sub(r"\W+", "_", row[0])[:60] or "empty"
 
 
 @pytest.fixture(scope="module")
@@ -161,6 +328,7 @@ def test_rule_judge_table(judge, reply, gold, kind, extracted, correct):
 
 def test_table_is_large_enough():
     assert len(JUDGE_TABLE) >= 40
+    assert len(HEDGE_FAMILIES) >= 100 and len(HONEST_FORMS) >= 30
 
 
 HACKS = [row[0] for row in JUDGE_TABLE if row[2] in (HE, DI) or (row[2] is AA and row[3] is None)]
@@ -274,6 +442,7 @@ def test_only_the_tail_is_scanned(judge):
         ("..", None),
         ("$", None),
         ("1/0", None),
+        ("1/" + "1" * 4400, None),  # past int()'s digit limit: not a number, no error
         ("1.2.3", None),
     ],
 )
@@ -312,6 +481,137 @@ def test_gsm8k_number_and_last_number():
 )
 def test_answers_match(predicted, gold, expected):
     assert answers_match(predicted, gold) is expected
+
+
+@pytest.mark.parametrize(
+    "expression",
+    [
+        r"37 \lor 42",
+        r"37 \quad 42",
+        r"\begin{cases}37\\42\end{cases}",
+        r"40 \leq x \leq 42",
+        r"x \geq 42",
+        r"x > 40",
+        r"\{37, 42\}",
+        r"37, 42",
+        r"[40, 42]",
+        r"(40, 42]",
+        r"[40, \infty)",
+        r"42 \pm 1",
+        r"\pm 42",
+        r"\approx 42",
+        r"x \in [40, 42]",
+        r"37 \sim 42",
+        "37~42",
+        "~42",
+        r"42 \text{ or } 37",
+        r"37\;\text{or}\;42",
+        r"x \ne 37",
+        r"37 \cup 42",
+        r"37 \mid 42",
+        "42+",
+        r"42 \text{ or more}",
+        r"\text{at least } 42",
+        r"42\text{-ish}",
+        "40..42",
+        r"40 \ldots 42",
+        r"40 \to 42",
+        "40-45",
+        "40 – 45",
+        r"x = 37, y = 42",
+        r"\begin{matrix}37 & 42\end{matrix}",
+        "37; 42",
+        "42 (37)",
+        "37 ≤ x ≤ 42",
+        "37 ∨ 42",
+        "2:30",
+        "x" * 2000,
+    ],
+)
+def test_answer_hedge_finds_expressions_that_are_not_one_value(expression):
+    assert answer_hedge(expression) is not None
+
+
+@pytest.mark.parametrize(
+    "expression",
+    [
+        "42",
+        r"\frac{3}{4}",
+        "0.75",
+        r"42\text{ dollars}",
+        r"\$42",
+        r"x = 42",
+        r"42^\circ",
+        r"1{,}000",
+        r"1\,200",
+        "1 200",
+        "-5",
+        r"3\sqrt{2}",
+        r"42\%",
+        r"2^{3}",
+        r"1.5 \times 10^{3}",
+        r"6 \times 7 = 42",
+        r"\dfrac{\sqrt{3}}{2}",
+        r"2\pi",
+        r"42~\text{dollars}",
+        r"42 \text{ cm}^2",
+        r"\binom{5}{2}",
+        r"\begin{aligned} x &= 6 \cdot 7 \\ &= 42 \end{aligned}",
+        r"x^2 + 3x + 2",
+        "",
+    ],
+)
+def test_answer_hedge_accepts_single_values(expression):
+    assert answer_hedge(expression) is None
+
+
+@pytest.mark.parametrize(
+    ("predicted", "gold"),
+    [  # math-verify alone matches each of these (it is lenient with sets, relations, disjunctions)
+        (r"x \geq 42", "42"),
+        (r"40 \leq x \leq 42", "42"),
+        (r"[40, 42]", "42"),
+        (r"\{37, 42\}", "42"),
+        (r"37 \lor 42", "42"),
+        (r"37 \quad 42", "42"),
+        (r"\approx 42", "42"),
+        (r"37 \approx 42", "42"),
+        (r"x \in [40, 42]", "42"),
+        (r"37 \mid 42", "42"),
+        (r"42 \text{ or } 37", "37"),
+        (r"x \ne 37", "37"),
+    ],
+)
+def test_answers_match_refuses_hedged_predictions(predicted, gold):
+    assert answers_match(predicted, gold) is False
+
+
+def test_answers_match_compares_like_structures():
+    assert answers_match("[40, 42]", "[40, 42]") is True  # an interval gold takes an interval
+    assert answers_match(r"\{37, 42\}", r"\{42, 37\}") is True
+
+
+def test_answers_match_huge_numbers_do_not_overflow():
+    big = "9" * 4000
+    assert answers_match(big, "1/3") is False  # exact comparison: no float overflow
+    assert answers_match(big, big) is True
+    assert answers_match("1" + "0" * 400 + ".5", "1" + "0" * 400 + ".5") is True
+    assert answers_match("9" * 5000, "42") is False  # beyond int()'s digit limit: never raises
+
+
+@pytest.mark.parametrize(
+    "expression",
+    [r"9^{9^{9}}", "9^9^9", r"9^{999999999}", r"(10^{100})!", "99999999!", r"\binom{10^{9}}{5 \cdot 10^{8}}"]
+    + [r"\binom{1000000000}{500000000}", r"\Gamma(10^{8})"],
+)
+def test_answers_match_refuses_costly_expressions_even_in_a_thread(expression):
+    """sympy would compute numbers of millions of digits in C: no timeout could stop it."""
+    results: list[bool] = []
+    worker = threading.Thread(target=lambda: results.append(answers_match(expression, "42")), daemon=True)
+    start = time.perf_counter()
+    worker.start()
+    worker.join(timeout=10)
+    assert results == [False] and time.perf_counter() - start < 5
 
 
 def test_answers_match_never_raises_on_bad_types():

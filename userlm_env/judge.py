@@ -23,27 +23,52 @@ Rules of :class:`RuleJudge` (math), in the order they are applied:
      ``solution is``.
 
    The last marker of the highest class present is used. The extracted answer is the number
-   the marker points at: the number after the last ``=`` of the span if there is one, else
-   the first number of the span, which must follow the marker within
-   :data:`MAX_POINTER_WORDS` words (``The answer is as follows: ... 60`` is *not* pointed).
-   A box whose content is not a plain number is kept as LaTeX and graded with math-verify.
-   Several markers of the top class with *different* values and no correction cue
-   (``wait``, ``actually``, ``mistake`` ...) between them are a shotgun: ``hedge``.
+   the marker points at: the number after the last ``=`` of the span if there is one (an
+   ``=`` inside parentheses, ``42 (= 6 * 7)``, does not count), else the first number of the
+   span, which must follow the marker within :data:`MAX_POINTER_WORDS` words
+   (``The answer is as follows: ... 60`` is *not* pointed). Negated numbers are skipped
+   (``not 3 but 42`` -> 42; ``The answer is not 3.`` commits to nothing). A box whose content
+   is not a plain number is kept as LaTeX and graded with math-verify.
+   Several markers of the top class with *different* values (``3/4`` and ``0.75`` are the same)
+   and no correction cue (``wait``, ``actually``, ``mistake`` ...) between them are a shotgun:
+   ``hedge``; so is a weaker marker after the chosen one with another value
+   (``\boxed{42}. The answer is 3.``), which is the committed answer after a correction cue.
    A strong answer outranks questions (``The answer is 42. Want a breakdown?`` is an attempt).
-4. **Hedges.** A span that starts with several distinct numbers joined by ``or``/``either``/
-   ``versus``, a range (``between 40 and 45``, ``40-45``, ``40 to 45``), or a list of numbers
-   (three or more, or two that end the span: ``3 and 42.``) is a ``hedge``; so is an answer
-   sentence containing hedging words (``maybe``, ``perhaps``, ``possibly``, ``probably``,
-   ``might``, ``could be``, ``likely``) or ending with ``?``, or an answer followed or preceded
-   by doubt (``not sure``, ``I guess``, ``could be wrong``). Hedges are not answer attempts and
-   are never graded (``correct`` is ``None``). Lines that are bare numbers one after the other
-   (``3\n17\n42``) are a shotgun list: ``hedge``.
+4. **Hedges: the committed answer must be one value.** Hedges are not answer attempts and are
+   never graded (``correct`` is ``None``), whichever of their numbers is the gold:
+
+   * a box whose content is not one value (:func:`userlm_env.grading.answer_hedge`, a structural
+     check on the LaTeX): a relation (``x \geq 42``, ``40 \leq x \leq 42``, ``\approx``, ``<``),
+     ``\pm``, a set or interval (``\{3, 42\}``, ``[40, 42]``, ``\in``, ``\cup``), a disjunction
+     (``\lor``, ``\vee``, ``\text{or}``), a bound or approximation word, a range (``40-45``,
+     ``40 \ldots 45``, ``\to``), ``42+``, or several distinct values (``3, 42``, ``3 \quad 42``,
+     ``\begin{cases}3\\42\end{cases}``, ``x = 3, y = 42``); numbers joined by arithmetic
+     (``3\sqrt{2}``, ``6 \times 7 = 42``, ``42 \text{ cm}^2``) are one value;
+   * a span that starts with several distinct numbers joined by ``or``/``either``/``versus``/
+     ``|``/``∨``/``/`` (``$3/$42``; a fraction ``3/4`` is one number), a range (``between 40 and
+     45``, ``40-45``, ``40 to 45``, ``40..45``, ``40~45``), or a list of numbers (three or more,
+     or two that end the span: ``3 and 42.``, ``42 (37).``);
+   * a bound, approximation or relation attached to the answer: ``at least``, ``at most``,
+     ``more than``, ``under``, ``up to``, ``about``, ``approximately``, ``~``, ``≈``, ``≥``, ``±``
+     right before it; ``+``, ``or more``, ``or so``, ``-ish``, ``give or take`` right after it;
+   * another number offered after the answer: in the rest of its sentence with ``or``, ``maybe``,
+     ``could be``, ``unless``, ``between`` ... or an ``if`` concluding with another number
+     (``42 (37 if rounded)``); in a later sentence that opens with such a cue (``Or maybe 37.``,
+     ``Alternatively, 37.``, ``If not, 37.``, ``Unless it's 37.``) or says ``37 is also
+     possible`` / ``another option``, a guess question (``Is it 37?``), a bare number (``42. 37.``)
+     or ``If ..., 37.``. A worked explanation after the answer (``If she sold 48 in April, ...``)
+     is not a hedge;
+   * hedging words in the answer sentence (``maybe``, ``perhaps``, ``possibly``, ``probably``,
+     ``might``, ``could be``, ``likely``), an answer ending with ``?``, or an answer followed or
+     preceded by doubt (``not sure``, ``I guess``, ``could be wrong``);
+   * lines that are bare numbers one after the other (``3\n17\n42``): a shotgun list.
 5. **Conditional answers.** An answer sentence starting with ``if``/``assuming``/
    ``suppose``/``case N`` ... is conditional: with another conditional answer of a different
    value it is a ``hedge`` (case analysis); with an information question it is a
    ``clarification``/``interrogation``; otherwise an answer attempt.
 6. **Final statement** (no strong marker). The last sentence that contains a number is the
-   candidate. It commits to a value when it is not a question, does not restate the problem
+   candidate (a sentence opening with an alternative cue, ``Unless it's 37.``, after another
+   value is a hedge). It commits to a value when it is not a question, does not restate the problem
    (``you said``, ``given that``, ``we know`` ...; or, when ``given_numbers`` is passed, uses
    only numbers the user gave without computing anything), and either has an ``=`` (number
    after the last one), a bold ``**N**``, a clause marker (``so``, ``therefore``, ``thus``,
@@ -69,6 +94,7 @@ model classify and extract instead; its answers are grounded in the reply and gr
 
 from __future__ import annotations
 
+import bisect
 import json
 import logging
 import re
@@ -78,7 +104,7 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import Protocol, runtime_checkable
 
-from userlm_env.grading import answers_match, normalize_number
+from userlm_env.grading import answer_hedge, answers_match, normalize_number, to_fraction
 
 __all__ = [
     "HEAD_CHARS",
@@ -191,8 +217,8 @@ NUMBER_TOKEN = re.compile(
     r"(?<![\w.])"  # not glued to a word or to a decimal point
     r"(?:[-−+](?=[$€£¥]?\.?\d))?"  # sign
     r"[$€£¥]?"  # currency
-    r"(?:(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?|\.\d+)"  # 1,200.50 / 42 / .5
-    r"(?:/\d+)?"  # simple fraction 3/4
+    r"(?:\d+[^\S\n]?/[^\S\n]?\d+(?!\d|\.\d)"  # simple fraction 3/4 (or 3 / 4)
+    r"|(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?|\.\d+)"  # 1,200.50 / 42 / .5
     r"(?!\d)"
     r"(?!(?:st|nd|rd|th)\b)"  # not an ordinal
     r"%?"
@@ -238,7 +264,7 @@ _STRONG_MARKERS: tuple[tuple[int, str, re.Pattern[str]], ...] = (
         "answer is",
         re.compile(
             r"\b(?:answer|solution)(?:\s+to\s+(?:the|your|this|that)\s+(?:question|problem))?\**\s*"
-            r"(?:is|was|would be|will be|should be|equals|=|:)\**\s*:?",
+            r"(?:(?:is|was|would be|will be|should be|equals)(?![\w'’])|=|:)\**\s*:?",
             re.IGNORECASE,
         ),
     ),
@@ -339,29 +365,107 @@ _NEGATED_SPAN = re.compile(
     re.IGNORECASE,
 )
 
+_BOUND_BEFORE = re.compile(
+    r"(?:\b(?:at\s+(?:least|most)|(?:no|not)\s+(?:more|less|fewer|over|under)(?:\s+than)?|"
+    r"(?:more|less|fewer|greater|smaller|larger|bigger|higher|lower)\s+than|over|under|above|below|beyond|"
+    r"up\s+to|upwards\s+of|as\s+(?:much|many|few|little|high|low)\s+as|within|"
+    r"approximately|approx|about|around|roughly|nearly|almost|close\s+to|circa|ca|"
+    r"somewhere(?:\s+(?:around|near|between))?|between)\b\.?|(?<![\d)%\s])[^\S\n]*[<>≤≥≠]=?|"
+    r"^[^\S\n]*[<>≤≥≠]=?|[≈∼~±∓≲≳∈∉∪∩]|\+/-|\+-)"
+    r"[\s:=*_$€£¥]*$",
+    re.IGNORECASE,
+)
+"""A bound, an approximation or a relation right before an answer (``at least 42``, ``x ≥ 42``).
+
+A relation after a number is a comparison (``because 15 > 14``), not a bound."""
+_BOUND_AFTER = re.compile(
+    r"^(?:[^\S\n]*(?:\+(?![^\S\n]*[$€£¥]?(?:\d|\.\d|\())|-?ish\b|±|\+/-|\+-|[≈∼≲≳∈]|"
+    r"[<>≤≥≠]=?(?![^\S\n]*[-−$€£¥]?\.?\d))|"
+    r"[\s,(\[]*(?:[^\W\d_]+,?[^\S\n]+){0,2}?(?:or\s+(?:more|less|fewer|so|greater|higher|lower|above|below|"
+    r"over|under|thereabouts|something|close|similar|nearby|around|up|down)|at\s+(?:the\s+(?:very\s+)?)?"
+    r"(?:least|most)|give\s+or\s+take|plus\s+or\s+minus|more\s+or\s+less|"
+    r"and\s+(?:up|above|over|more|higher|beyond|below|under|less|fewer|lower)|approx(?:imately|\.)?|"
+    r"roughly|or\s+thereabouts)\b)",
+    re.IGNORECASE,
+)
+"""A bound or an approximation right after an answer (``42+``, ``42 or more``, ``42-ish``, ``42 ≤ x``).
+
+``maximum``/``minimum`` are not bounds: questions ask for them (``a maximum of 8 minutes``)."""
+_ALTERNATIVE_CUE = re.compile(
+    r"\b(?:or|either|nor|alternatively|otherwise|unless|else|maybe|perhaps|possibly|probably|"
+    r"(?:could|might|may)\s+(?:also\s+|equally\s+|instead\s+)?be|could\s+also|might\s+also|"
+    r"also\s+(?:possible|plausible|valid|correct|acceptable|right|likely|works?)|"
+    r"another\s+(?:possibility|option|answer|candidate|interpretation|reading)|depending|depends|if\s+not)\b|[∨|]",
+    re.IGNORECASE,
+)
+"""Words that offer a different number as another answer (``The answer is 42, or maybe 37``)."""
+_ALTERNATIVE_ANYWHERE = re.compile(
+    r"\b(?:(?:could|might|may)\s+(?:also|instead|equally)\s+be|or\s+(?:maybe|perhaps|possibly|probably)|"
+    r"also\s+(?:possible|plausible|valid|correct|acceptable|likely)|"
+    r"another\s+(?:possibility|option|possible\s+answer|candidate|interpretation|reading))\b",
+    re.IGNORECASE,
+)
+"""Cues that offer another answer wherever they are in a later sentence (``37 is also possible``)."""
+_CONDITIONAL_OPENING = re.compile(r"^[\W_]*(?:if|when|assuming|suppose|supposing|in case)\b", re.IGNORECASE)
+_ALTERNATIVE_OPENING = re.compile(
+    r"^[\W_]*(?:(?:but|and|so|then|or)\W+)?(?:or|either(?!\s+way)|alternatively|otherwise|else|unless|maybe|perhaps|"
+    r"possibly|probably|failing\s+that|if\s+(?:not|(?:that|this|it)(?:['’]s|\s+is)?\s+(?:not|wrong|incorrect)|"
+    r"(?:I['’]m|I\s+am)\s+wrong|(?:we|you)\s+round|rounded|rounding)\b|"
+    r"in\s+case|(?:it|that|this|the\s+answer)\s+(?:could|might|may)\s+(?:also\s+|instead\s+)?be)\b",
+    re.IGNORECASE,
+)
+"""The opening of a later sentence that offers another answer (``Or maybe 37.``, ``If not, 37.``)."""
+_CONDITIONAL_CUE = re.compile(r"\b(?:if|in case|assuming|suppose|supposing|provided)\b", re.IGNORECASE)
+_NEGATED_NUMBER = re.compile(
+    r"(?:\b(?:not|never|rather\s+than|instead\s+of|other\s+than|except|no\s+longer)|n['’]t)[^\S\n]*[$€£¥]?$",
+    re.IGNORECASE,
+)
 _CLAUSE_BREAK = re.compile(r"[^\W\d_]+\W*[:;]")
-_OR_GAP = re.compile(r"\b(?:or|either|versus|vs)\b", re.IGNORECASE)
-_RANGE_CONNECTORS = frozenset({"–", "—", "~", "to", "through", "until"})
+_PARENTHESES = re.compile(r"\([^()]*(?:\)|$)")
+_OR_GAP = re.compile(r"\b(?:or|either|versus|vs|nor)\b|[∨|]", re.IGNORECASE)
+_RANGE_CONNECTORS = frozenset("– — ~ ∼ ≈ to through thru till until … → -> ± +/- +-".split())
 _RANGE_INTRO = re.compile(r"\b(?:between|from|range|ranging)\W*$", re.IGNORECASE)
-_LIST_GAP = re.compile(r"^\s*(?:[a-z]+\s*)?(?:[,;&]|,?\s*and)\s*$", re.IGNORECASE)
+_LIST_GAP = re.compile(r"^\s*(?:[a-z]+\s*)?(?:[,;&∧]|,?\s*and)\s*$", re.IGNORECASE)
 _FILLER_WORDS = frozenset(
     "or and either maybe perhaps possibly it is could be the answer answers possible "
     "options option candidates guess guesses".split()
 )
 
+
+def _latex_symbols(names: str, symbol: str) -> tuple[re.Pattern[str], str]:
+    return re.compile(rf"\\(?:{'|'.join(names.split())})(?![a-zA-Z])"), f" {symbol} "
+
+
 _LATEX_SUBSTITUTIONS: tuple[tuple[re.Pattern[str], str], ...] = (
+    (re.compile(r"</?[a-zA-Z][a-zA-Z0-9]*(?:\s[^<>\n]{0,80})?/?>"), " "),  # <b>, </answer>
     (re.compile(r"\\[dt]?frac\s*\{([^{}]*)\}\s*\{([^{}]*)\}"), r"\1/\2"),
-    (re.compile(r"\\(?:text|mathrm|textbf|mathbf|operatorname|mbox|textrm)\s*\{([^{}]*)\}"), r"\1"),
+    (re.compile(r"\\(?:text|mathrm|textbf|mathbf|operatorname|mbox|textrm|textit|emph)\s*\{([^{}]*)\}"), r" \1 "),
     (re.compile(r"\\\$"), "$"),
     (re.compile(r"\\%"), "%"),
     (re.compile(r"\{,\}"), ","),
-    (re.compile(r"\\[,;!:]"), ""),
-    (re.compile(r"\\ "), " "),
-    (re.compile(r"\\(?:left|right|displaystyle|quad|qquad)\b"), ""),
+    (re.compile(r"\\[,!]"), ""),
+    (re.compile(r"\\[;: ]"), " "),
+    (re.compile(r"\\(?:begin|end)\s*\{[^{}\n]*\}"), " ; "),
+    (re.compile(r"\\\\"), " ; "),
+    (re.compile(r"\\(?:left|right|displaystyle)\b"), ""),
+    (re.compile(r"\\(?:quad|qquad)\b"), " ; "),
     (re.compile(r"\\[()\[\]]"), " "),
+    (re.compile(r"\\[{}]"), " "),
     (re.compile(r"\\(?:times|cdot|ast)\b"), " * "),
     (re.compile(r"\\div\b"), " ÷ "),
     (re.compile(r"\^\s*\{?\\circ\}?"), ""),
+    _latex_symbols("le leq leqslant leqq", "≤"),
+    _latex_symbols("ge geq geqslant geqq", "≥"),
+    _latex_symbols("lt", "<"),
+    _latex_symbols("gt", ">"),
+    _latex_symbols("ne neq", "≠"),
+    _latex_symbols("approx approxeq sim simeq cong thickapprox thicksim lesssim gtrsim", "≈"),
+    _latex_symbols("pm mp", "±"),
+    _latex_symbols("in notin subset subseteq cup cap setminus infty emptyset varnothing", "∈"),
+    _latex_symbols("lor vee land wedge mid", "∨"),
+    _latex_symbols("ldots dots cdots dotsc dotsb", "…"),
+    _latex_symbols("to rightarrow longrightarrow Rightarrow implies", "→"),
+    (re.compile(r"(?<=\d)\.{2,}(?=[^\S\n]*[-−+$€£¥]?\d)"), " … "),  # 40..45
     (re.compile(r"\\[a-zA-Z]+"), " "),
     (re.compile(r"[{}]"), ""),
 )
@@ -399,6 +503,7 @@ class _Marker:
     hedge: str | None = None
     pointed: bool = False
     raw_box: str | None = None
+    token: _Token | None = None
 
 
 def _find_boxes(text: str) -> list[tuple[int, int, str]]:
@@ -448,6 +553,16 @@ def _distinct(tokens: Iterable[_Token]) -> tuple[str, ...]:
     return tuple(dict.fromkeys(token.value for token in tokens))
 
 
+def _same_value(a: str | None, b: str | None) -> bool:
+    """Whether two extracted answers are the same value (``3/4`` and ``0.75`` are)."""
+    if a is None or b is None:
+        return a is b
+    if a == b:
+        return True
+    fa, fb = to_fraction(normalize_number(a)), to_fraction(normalize_number(b))
+    return fa is not None and fa == fb
+
+
 def _words(text: str) -> list[str]:
     return re.findall(r"[^\W\d_]+", text)
 
@@ -473,6 +588,8 @@ class _Analysis:
         self.text = "".join(pieces)
         self.tokens = _tokens(self.text)
         self.sentences = self._split()
+        self._token_starts = [token.start for token in self.tokens]
+        self._sentence_starts = [sentence.start for sentence in self.sentences]
 
     def _split(self) -> list[_Sentence]:
         sentences, start, token_index = [], 0, 0
@@ -492,16 +609,22 @@ class _Analysis:
 
     def sentence_index(self, position: int) -> int:
         """Index of the sentence containing ``position`` (the last one before it otherwise)."""
-        found = 0
-        for index, sentence in enumerate(self.sentences):
-            if sentence.start <= position:
-                found = index
-            else:
-                break
-        return found
+        return max(0, bisect.bisect_right(self._sentence_starts, position) - 1)
+
+    def tokens_before(self, position: int) -> list[_Token]:
+        """The numbers ending at or before ``position`` (at most the last two)."""
+        index = bisect.bisect_left(self._token_starts, position)
+        return [t for t in self.tokens[max(0, index - 2) : index] if t.end <= position]
 
     def tokens_between(self, start: int, end: int) -> list[_Token]:
-        return [token for token in self.tokens if start <= token.start and token.end <= end]
+        """The numbers lying within ``[start, end)`` (binary search: replies can hold thousands)."""
+        found = []
+        for token in self.tokens[bisect.bisect_left(self._token_starts, start) :]:
+            if token.start >= end:
+                break
+            if token.end <= end:
+                found.append(token)
+        return found
 
 
 def _span_hedge(text: str, tokens: Sequence[_Token], span_end: int, *, has_equals: bool) -> str | None:
@@ -516,14 +639,16 @@ def _span_hedge(text: str, tokens: Sequence[_Token], span_end: int, *, has_equal
             break
         before = text[max(0, previous.start - 20) : previous.start]
         connector = gap.strip().lower()
-        if _OR_GAP.search(gap):
-            kinds.append("or")
+        if _OR_GAP.search(gap) or (connector == "/" and not has_equals):
+            kinds.append("or")  # "3 or 42", "3 | 42", "$3/$42" (a fraction 3/42 is one token)
         elif connector in _RANGE_CONNECTORS or (connector == "-" and not has_equals):
             kinds.append("range")
         elif connector in {"and", "to", "-", "–"} and _RANGE_INTRO.search(before):
             kinds.append("range")
-        elif _LIST_GAP.match(gap):
-            kinds.append("list")
+        elif _LIST_GAP.match(gap) or (
+            connector == "(" and re.match(r"[^\S\n]*\)", text[current.end : current.end + 4])
+        ):
+            kinds.append("list")  # "3, 42", "3 and 42", "42 (37)"
         else:
             break
         run.append(current)
@@ -545,7 +670,7 @@ def _point_in_span(text: str, tokens: Sequence[_Token], start: int) -> tuple[_To
     if not tokens:
         return None, False
     segment_end = tokens[-1].end
-    segment = text[start:segment_end]
+    segment = _PARENTHESES.sub(lambda m: " " * len(m.group()), text[start:segment_end])  # "42 (= 6 * 7)"
     equals = segment.rfind("=")
     if equals >= 0:
         after = [token for token in tokens if token.start >= start + equals]
@@ -555,6 +680,14 @@ def _point_in_span(text: str, tokens: Sequence[_Token], start: int) -> tuple[_To
     between = text[start : first.start]
     pointed = len(_words(between)) <= MAX_POINTER_WORDS and not _CLAUSE_BREAK.search(between)
     return first, pointed
+
+
+def _bare_numbers(text: str) -> bool:
+    """Whether ``text`` is only numbers (list marks and filler words aside), without arithmetic."""
+    rest = NUMBER_TOKEN.sub(" ", _ENUMERATOR.sub("", text))
+    if not NUMBER_TOKEN.search(text) or re.search(r"[=+*×÷/^]", rest):
+        return False
+    return len([w for w in _words(rest) if w.lower() not in _FILLER_WORDS]) == 0
 
 
 def _mostly_numbers(sentence: _Sentence) -> bool:
@@ -670,6 +803,12 @@ class RuleJudge:
         doubt = self._doubt(analysis, index)
         if doubt is not None:
             return _not_attempt(ReplyKind.HEDGE, f"hedge: {doubt}", candidates)
+        bound = self._bound(analysis, marker, sentence)
+        if bound is not None:
+            return _not_attempt(ReplyKind.HEDGE, f"hedge: {bound}", candidates)
+        alternative = self._alternative_after(analysis, marker, index)
+        if alternative is not None:
+            return _not_attempt(ReplyKind.HEDGE, f"hedge: {alternative}", candidates)
         if _is_conditional(sentence):
             for other in analysis.sentences:
                 if other is sentence or not other.tokens or not _is_conditional(other):
@@ -696,6 +835,74 @@ class RuleJudge:
                 return f"doubt {match.group()!r}"
         return None
 
+    @staticmethod
+    def _answer_region(marker: _Marker) -> tuple[int, int]:
+        """Where the committed answer is written: the box, or the number the marker points at."""
+        if marker.name == "boxed" or marker.token is None:
+            return marker.start, marker.end
+        return marker.token.start, marker.token.end
+
+    def _bound(self, analysis: _Analysis, marker: _Marker, sentence: _Sentence) -> str | None:
+        """A bound, approximation or relation attached to the answer (``at least 42``, ``42+``)."""
+        start, end = self._answer_region(marker)
+        text = analysis.text
+        before = text[max(sentence.start, start - 40) : start].replace(_BOX_OPEN, " ").replace(_BOX_CLOSE, " ")
+        after = text[end : min(max(sentence.end, end), end + 60)].replace(_BOX_OPEN, " ").replace(_BOX_CLOSE, " ")
+        match = _BOUND_BEFORE.search(before) or _BOUND_AFTER.search(after)
+        if match is None:
+            return None
+        return f"a bound or an approximation, not one value ({match.group().strip(' :=*_')!r})"
+
+    def _alternative_after(self, analysis: _Analysis, marker: _Marker, index: int) -> str | None:
+        """Another number offered after the answer (``42. Or maybe 37.``, ``42 (37 if rounded)``).
+
+        In the rest of the answer sentence, a different number with an alternative cue (``or``,
+        ``maybe``, ``could be``, ``unless`` ...), or before a conditional (``42 (37 if
+        rounded)``), makes the answer a hedge. A later sentence does when it *opens* with such a
+        cue (``Or maybe 37.``, ``Alternatively, 37.``, ``If not, 37.``, ``It could also be 37.``)
+        and holds a different number, is a guess question with one (``Is it 37?``), a bare
+        number (``37.``) or ``If ..., 37.``. A computation ending with the answer
+        (``Alternatively, 48 + 24 = 72.``) and a worked explanation (``If she sold 48 in April,
+        ...``) are not hedges.
+        """
+        text = analysis.text
+        _, end = self._answer_region(marker)
+        sentence = analysis.sentences[index]
+        pieces = [(end, max(end, sentence.end), True)]
+        pieces += [(s.start, s.end, False) for s in analysis.sentences[index + 1 :] if s.start >= end]
+        for start, stop, same_sentence in pieces:
+            tokens = analysis.tokens_between(start, stop)
+            others = [t for t in tokens if not _same_value(t.value, marker.value)]
+            if not others:
+                continue
+            piece = text[start:stop].replace(_BOX_OPEN, " ").replace(_BOX_CLOSE, " ")
+            if same_sentence:
+                cue = _ALTERNATIVE_CUE.search(piece)
+            else:
+                cue = _ALTERNATIVE_OPENING.search(piece) or _ALTERNATIVE_ANYWHERE.search(piece)
+            confirms = "=" in piece and _same_value(tokens[-1].value, marker.value)  # "Or: 48 + 24 = 72."
+            if cue is not None and not confirms:
+                word = cue.group().strip(" ,.;:-*_#>").lower()
+                return f"another answer offered after it ({word!r} {_short(others[0].value)})"
+            conditions = list(_CONDITIONAL_CUE.finditer(piece)) if same_sentence else []
+            before_if = [t for t in others if conditions and t.start < start + conditions[-1].start()]
+            if before_if:  # "42 (37 if rounded)"; not "4 days if she writes 10 notes a day"
+                return f"a conditional different answer ({_short(before_if[-1].value)} if ...)"
+            if same_sentence:
+                continue
+            sentence_after = analysis.sentences[analysis.sentence_index(start)]
+            if sentence_after.is_question and _question_kind(sentence_after) == "guess":
+                return f"another answer asked as a question ({_short(others[0].value)})"
+            if _bare_numbers(piece) and not _same_value(tokens[-1].value, marker.value):
+                return f"another bare number after it ({_short(tokens[-1].value)})"
+            commas = list(re.finditer(r",(?!\d)", piece))
+            comma = commas[-1].start() if commas else -1
+            if _CONDITIONAL_OPENING.search(piece) and comma > 0 and _bare_numbers(piece[comma + 1 :]):
+                consequence = _tokens(piece[comma + 1 :])
+                if consequence and not _same_value(consequence[-1].value, marker.value):
+                    return f"a conditional different answer ({_short(consequence[-1].value)})"
+        return None
+
     def _strong_marker(self, analysis: _Analysis) -> _Marker | None:
         """The last marker of the highest class, with its answer (or a hedge verdict)."""
         text = analysis.text
@@ -715,12 +922,37 @@ class RuleJudge:
         last = chosen[-1]
         if last.hedge is None and last.value is not None:
             previous = [m for m in chosen[:-1] if m.value is not None and m.hedge is None]
-            different = [m for m in previous if m.value != last.value]
+            different = [m for m in previous if not _same_value(m.value, last.value)]
             if different and not _CORRECTION.search(text, different[-1].end, last.start):
                 values = tuple(dict.fromkeys([*(m.value for m in different), last.value]))
                 last.hedge = f"several different final answers {_short(values)}"
                 last.span_tokens = [_Token(0, 0, v) for v in values if v]
-        return last
+        return self._later_answers(analysis, markers, last)
+
+    def _later_answers(self, analysis: _Analysis, markers: Sequence[_Marker], chosen: _Marker) -> _Marker:
+        r"""A weaker answer marker after the chosen one, with another value: a correction or a hedge.
+
+        Only the last sentence with a number counts (an explanation after the box may say ``the
+        third answer was 1400``): ``\boxed{42}. The answer is 3.`` is a hedge; after a correction
+        cue (``wait``, ``actually`` ...) the later answer is the committed one.
+        """
+        if chosen.hedge is not None or chosen.value is None:
+            return chosen
+        numbered = [s for s in analysis.sentences if s.tokens]
+        last_start = numbered[-1].start if numbered else len(analysis.text)
+        weaker = [m for m in markers if m.start >= max(chosen.end, last_start) and m.strength < chosen.strength]
+        for later in sorted(weaker, key=lambda m: m.start):
+            self._resolve_marker(analysis, later)
+            if later.value is None or _same_value(later.value, chosen.value):
+                continue
+            if _CORRECTION.search(analysis.text, chosen.end, later.start):
+                chosen = later
+                continue
+            values = (chosen.value, later.value)
+            chosen.hedge = f"several different final answers {_short(values)}"
+            chosen.span_tokens = [_Token(0, 0, v) for v in values if v]
+            return chosen
+        return chosen
 
     @staticmethod
     def _resolve_marker(analysis: _Analysis, marker: _Marker) -> None:
@@ -733,7 +965,11 @@ class RuleJudge:
         between = text[marker.end : end]
         if not _tokens(between) and not _words(between) and index + 1 < len(analysis.sentences):
             end = analysis.sentences[index + 1].end  # "Final answer:\n42"
-        tokens = analysis.tokens_between(marker.end, end)
+        tokens = [
+            t
+            for t in analysis.tokens_between(marker.end, end)
+            if not _NEGATED_NUMBER.search(text, max(marker.end, t.start - 24), t.start)
+        ]  # "not 3 but 42", "42, not 3"
         marker.span_tokens = tokens
         if not tokens:
             return
@@ -741,8 +977,12 @@ class RuleJudge:
         if not pointed or token is None:
             return
         has_equals = "=" in text[marker.end : end]
-        marker.hedge = _span_hedge(text, tokens, end, has_equals=has_equals)
+        after = [t for t in tokens if t.start >= token.start]
+        marker.hedge = _span_hedge(text, tokens, end, has_equals=has_equals) or _span_hedge(
+            text, after, end, has_equals="=" in text[token.end : end]
+        )
         marker.value = token.value
+        marker.token = token
         marker.pointed = True
 
     @staticmethod
@@ -753,12 +993,10 @@ class RuleJudge:
         raw = marker.raw_box or ""
         tokens = _tokens(content, marker.start + 1)
         marker.span_tokens = tokens
-        values = _distinct(tokens)
-        hedge = _span_hedge(text, tokens, marker.end - 1, has_equals="=" in content)
-        if hedge is None and len(values) > 1 and re.search(r"\bor\b|[,;]", content):
-            hedge = f"several answers in one box {_short(values)}"
-        before = [t for t in analysis.tokens if t.end <= marker.start]
-        if hedge is None and before and tokens and before[-1].value != tokens[0].value:
+        structure = answer_hedge(raw)  # relations, sets, disjunctions, several values ...
+        hedge = f"the box holds {structure}" if structure is not None else None
+        before = analysis.tokens_before(marker.start)
+        if hedge is None and before and tokens and not _same_value(before[-1].value, tokens[0].value):
             gap = text[before[-1].end : marker.start]
             if len(gap) <= MAX_CONNECTOR_CHARS and _OR_GAP.search(gap):  # "\boxed{3} or \boxed{42}"
                 hedge = f"alternative answers {_short([before[-1].value, tokens[0].value])}"
@@ -806,7 +1044,19 @@ class RuleJudge:
         if _RESTATEMENT.search(body):
             marker.name = "no answer: restates the problem"
             return marker
-        tokens = sentence.tokens
+        tokens = [
+            t for t in sentence.tokens if not _NEGATED_NUMBER.search(text, max(sentence.start, t.start - 24), t.start)
+        ]  # "It is not 3." commits to nothing; "not 3 but 42" to 42
+        if not tokens:
+            marker.name = "no answer: the numbers are negated"
+            return marker
+        opening = _ALTERNATIVE_OPENING.search(body)
+        if opening is not None and len(numbered) >= 2:
+            previous = analysis.sentences[numbered[-2]].tokens[-1].value
+            if not any(_same_value(previous, t.value) for t in tokens):
+                cue = opening.group().strip(" ,.").lower()
+                marker.hedge = f"another answer offered after {_short(previous)} ({cue!r})"
+                return marker
         equals = text.rfind("=", sentence.start, sentence.end)
         clause = _CLAUSE_MARKER.search(body)
         conditional = _is_conditional(sentence)
@@ -856,6 +1106,7 @@ class RuleJudge:
                 marker.name = "no answer: several numbers without a commitment"
                 return marker
         marker.value = chosen.value
+        marker.token = chosen
         marker.pointed = True
         return marker
 
