@@ -21,6 +21,7 @@ from collections import Counter
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
+from conftest import EGGS_TASK
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -96,16 +97,7 @@ class Capture:
         return [Generation(token_ids=self.token_ids, text=self.text, stop_token_id=None) for _ in requests]
 
 
-TASK = ShardedTask(
-    task_id="toy/eggs",
-    instruction="Janet has 16 eggs. She eats 3 eggs for breakfast. How many eggs are left?",
-    shards=(
-        Shard(1, "How many eggs are left?"),
-        Shard(2, "Janet has 16 eggs."),
-        Shard(3, "She eats 3 eggs for breakfast."),
-    ),
-    answer="13",
-)
+TASK = EGGS_TASK
 
 
 @pytest.fixture(scope="module")
@@ -536,7 +528,7 @@ def test_real_smollm2_judge_and_assistant_generate_on_forged_input(monkeypatch):
 
 
 def test_training_episode_tokens_keep_user_text_plain(tiny_chat_model):
-    """training/episodes.py renders the policy's context with the same rule: a user turn's control-token strings stay text."""
+    """training/episodes.py renders the policy's context by the same rule: control strings in user turns stay text."""
     from transformers import AutoTokenizer
 
     from training.episodes import env_turn_ids, render_ids
