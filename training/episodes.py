@@ -18,7 +18,7 @@ PPO script trains on.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -26,8 +26,8 @@ import torch
 
 from userlm_env.backends.rendering import encode_marked_text, render_chat_ids, render_marked_text
 from userlm_env.backends.transformers_backend import GenerationRequest, SamplingParams, SeededSampler
+from userlm_env.driver import EpisodeDriver, EpisodeSpec, LiveEpisode
 from userlm_env.envs.base import ShardedChatEnv
-from userlm_env.seeding import derive_seed
 
 
 @dataclass
@@ -48,6 +48,7 @@ class EpisodeTokens:
         step_rewards: the env's reward of each step (one per assistant reply; they sum to ``reward``).
         reply_ends: for each reply, the index in ``completion_ids`` of its last policy token
             (``env_mask`` 1): where a token-level learner (PPO) places that step's reward.
+        cost: the episode's share of the user's and the policy's work (:data:`userlm_env.driver.COST_FIELDS`).
     """
 
     prompt_ids: list[int]
@@ -62,6 +63,7 @@ class EpisodeTokens:
     truncated_by_length: bool = False
     step_rewards: list[float] = field(default_factory=list)
     reply_ends: list[int] = field(default_factory=list)
+    cost: dict[str, float] = field(default_factory=dict)
 
 
 def render_ids(tokenizer, messages: Sequence[dict[str, str]], *, open_turn: bool) -> list[int]:
@@ -127,6 +129,22 @@ def _sample(model, tokenizer, sequences: list[list[int]], seeds: list[int], para
     return results
 
 
+class CollectedEpisodes(list):
+    """The :class:`EpisodeTokens` of one :func:`collect_episodes` call (a list), plus what the call cost.
+
+    Attributes:
+        cost: the call's totals (:attr:`userlm_env.driver.EpisodeDriver.stats`): ``user_calls`` and
+            ``policy_calls`` (distinct batched calls), ``user_requests``, ``user_prompt_tokens``,
+            ``user_generated_tokens``, ``user_resamples``, ``user_seconds``, ``policy_seconds``.
+    """
+
+    cost: dict[str, float]
+
+    def __init__(self, episodes: Iterable[EpisodeTokens] = (), cost: dict[str, float] | None = None):
+        super().__init__(episodes)
+        self.cost = dict(cost or {})
+
+
 def collect_episodes(
     model,
     tokenizer,
@@ -137,79 +155,101 @@ def collect_episodes(
     sampling: SamplingParams = SamplingParams(max_new_tokens=48, temperature=1.0, top_p=1.0),
     max_completion_tokens: int = 512,
     system_prompt: str | None = None,
-) -> list[EpisodeTokens]:
+) -> CollectedEpisodes:
     """Play one episode per (env seed, policy seed) pair, all in lockstep, and return their tokens.
+
+    The episodes run through :class:`~userlm_env.driver.EpisodeDriver` (``errors="raise"``): each round
+    one batched ``generate`` for every live episode's reply and one batched user call for every
+    pending user turn (the opening turns are the first round), so a call with G episodes of T turns
+    makes about T + 1 user calls, not G x T. The reply of turn ``t`` is sampled with
+    ``derive_seed("assistant-turn", policy_seed, t)``, as :func:`userlm_env.rollout.run_episodes` does
+    with the env seed: with the same seeds, a training episode is the rollout episode.
 
     Args:
         model: the policy (a causal LM; put it in eval mode or not, generation runs without grad).
         tokenizer: its tokenizer (a chat template that opens an assistant turn).
-        make_env: builds one unwrapped env; called once per episode.
+        make_env: builds one unwrapped env; called once per episode. Share one user object among the
+            envs (``make_env`` closing over it) for one batched user call per round.
         env_seeds: ``env.reset`` seed of each episode (same seed = same task and user).
         policy_seeds: sampling seed of each episode's policy (GRPO: differs inside a group).
         sampling: the policy's sampling settings (temperature 1 for on-policy RL).
         max_completion_tokens: an episode whose completion would exceed this is cut (no further turns).
         system_prompt: prepended to the policy's view when given (the env never sees it).
+
+    Returns:
+        The episodes in the order of the seeds, with ``.cost``: what the call cost in all.
     """
     if len(env_seeds) != len(policy_seeds):
         raise ValueError(f"{len(env_seeds)} env seeds but {len(policy_seeds)} policy seeds")
     stop_id = tokenizer.eos_token_id
     end_of_reply = tokenizer.convert_ids_to_tokens(stop_id)
     head = [{"role": "system", "content": system_prompt}] if system_prompt else []
-    envs, episodes, views, observations = [], [], [], []
-    for seed in env_seeds:
-        env = make_env()
-        obs, _ = env.reset(seed=int(seed))
-        envs.append(env)
-        observations.append(obs)
-        views.append(render_ids(tokenizer, head + obs, open_turn=True))
-        episodes.append(EpisodeTokens(prompt_ids=list(views[-1]), transcript=obs))
-    active = [i for i, env in enumerate(envs) if not env.episode.done]
-    turn = 0
-    while active:
+    tokens: dict[int, EpisodeTokens] = {}  # episode index -> its tokens so far
+    views: dict[int, list[int]] = {}  # episode index -> the ids the policy conditions on next
+
+    def start(episode: LiveEpisode) -> EpisodeTokens:
+        """The episode's tokens, begun from its opening observation on first use."""
+        index = episode.spec.key
+        if index not in tokens:
+            views[index] = render_ids(tokenizer, head + episode.obs, open_turn=True)
+            tokens[index] = EpisodeTokens(prompt_ids=list(views[index]), transcript=episode.obs)
+        return tokens[index]
+
+    def policy(live: list[LiveEpisode]) -> list[str]:
+        """One batched, seeded generation for every live episode; token ids are kept on the side."""
+        for episode in live:
+            start(episode)
         sampled = _sample(
             model,
             tokenizer,
-            [views[i] for i in active],
-            [derive_seed("assistant-turn", int(policy_seeds[i]), turn) for i in active],  # as rollout.py
+            [views[e.spec.key] for e in live],
+            [e.assistant_seed for e in live],  # derive_seed("assistant-turn", policy seed, turn), as rollouts
             sampling,
             stop_id,
         )
-        still = []
-        for i, (ids, logps) in zip(active, sampled):
-            episode = episodes[i]
+        replies = []
+        for episode, (ids, logps) in zip(live, sampled):
+            record = tokens[episode.spec.key]
             mask = [1] * len(ids)
-            episode.reply_ends.append(len(episode.completion_ids) + len(ids) - 1)  # last token the policy wrote
+            record.reply_ends.append(len(record.completion_ids) + len(ids) - 1)  # last token the policy wrote
             if not ids or ids[-1] != stop_id:  # a reply cut by max_new_tokens: the env closes the turn
                 ids, logps, mask = ids + [stop_id], logps + [0.0], mask + [0]
             reply = tokenizer.decode(ids, skip_special_tokens=True).strip()
-            episode.completion_ids += ids
-            episode.env_mask += mask
-            episode.logprobs += logps
-            views[i] = views[i] + ids
-            before = head + observations[i] + [{"role": "assistant", "content": reply}]
-            obs, reward, terminated, truncated, info = envs[i].step(reply)
-            episode.reward += reward
-            episode.step_rewards.append(float(reward))
-            episode.turns += 1
-            for name, value in info["reward_components"].items():
-                episode.components[name] = episode.components.get(name, 0.0) + value
-            episode.score = info["score"]
-            episode.transcript = obs
-            observations[i] = obs
-            if terminated or truncated:
-                continue
-            env_ids = env_turn_ids(tokenizer, before, head + obs, end_of_reply)
-            if len(episode.completion_ids) + len(env_ids) + sampling.max_new_tokens > max_completion_tokens:
-                episode.truncated_by_length = True
-                continue
-            episode.completion_ids += env_ids
-            episode.env_mask += [0] * len(env_ids)
-            episode.logprobs += [0.0] * len(env_ids)
-            views[i] = views[i] + env_ids
-            still.append(i)
-        active = still
-        turn += 1
-    return episodes
+            record.completion_ids += ids
+            record.env_mask += mask
+            record.logprobs += logps
+            views[episode.spec.key] += ids
+            episode.data["before"] = head + episode.obs + [{"role": "assistant", "content": reply}]
+            replies.append(reply)
+        return replies
+
+    def on_step(episode: LiveEpisode) -> None:
+        """After a step of an episode that goes on: add the env's tokens, or cut it at the token budget."""
+        record = tokens[episode.spec.key]
+        env_ids = env_turn_ids(tokenizer, episode.data["before"], head + episode.obs, end_of_reply)
+        if len(record.completion_ids) + len(env_ids) + sampling.max_new_tokens > max_completion_tokens:
+            record.truncated_by_length = True
+            episode.stop()
+            return
+        record.completion_ids += env_ids
+        record.env_mask += [0] * len(env_ids)
+        record.logprobs += [0.0] * len(env_ids)
+        views[episode.spec.key] += env_ids
+
+    specs = [EpisodeSpec(int(e), policy_seed=int(p), key=i) for i, (e, p) in enumerate(zip(env_seeds, policy_seeds))]
+    driver = EpisodeDriver([make_env() for _ in specs], errors="raise")
+    for episode in driver.run(specs, policy, on_step=on_step):
+        record = start(episode)  # an episode over at its reset never reached the policy
+        for step in episode.steps:
+            record.step_rewards.append(float(step["reward"]))
+            for name, value in step["reward_components"].items():
+                record.components[name] = record.components.get(name, 0.0) + value
+        record.reward = episode.total_reward
+        record.turns = len(episode.steps)
+        record.score = episode.steps[-1]["score"] if episode.steps else 0.0
+        record.transcript = episode.obs
+        record.cost = dict(episode.cost)
+    return CollectedEpisodes((tokens[i] for i in range(len(specs))), cost=driver.stats)
 
 
 def episode_summary(episodes: Sequence[EpisodeTokens]) -> dict[str, Any]:

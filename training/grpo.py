@@ -400,6 +400,13 @@ TRAIN_KEYS = {  # TRL log key -> our key
     "episode/component_premature_answer": "train/premature_answer",
     "episode/component_correctness": "train/correctness",
     "learning_rate": "charts/learning_rate",
+    "cost/user_calls": "cost/user_calls",  # what the generation batch cost (training.rollout_func.cost_metrics)
+    "cost/user_requests": "cost/user_requests",
+    "cost/user_tokens": "cost/user_tokens",
+    "cost/user_resamples": "cost/user_resamples",
+    "cost/user_seconds": "cost/user_seconds",
+    "cost/policy_calls": "cost/policy_calls",
+    "cost/policy_seconds": "cost/policy_seconds",
 }
 
 

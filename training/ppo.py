@@ -504,6 +504,7 @@ def main(args: Args) -> dict:
                 **stats, "losses/approx_kl": float(np.mean(approx_kls)), "losses/clipfrac": float(np.mean(clipfracs)),
                 "losses/kl_ref": float(masked_mean(kl, mask)),
                 "losses/explained_variance": float("nan") if var_r == 0 else 1 - float((flat_r - flat_v).var()) / var_r,
+                **{f"cost/{k}": float(v) for k, v in episodes.cost.items()},  # user/policy calls, tokens, seconds
             }
             if args.eval_every and iteration % args.eval_every == 0 and iteration != args.num_iterations:
                 record.update({f"eval/{k}": v for k, v in evaluate().items()})

@@ -33,8 +33,11 @@ env seed** (same task, same simulated user seed) with **different policy seeds**
 Keys returned besides the required ones (all lists over the batch, one value per episode):
 ``env_mask``, ``env_reward`` (the episode return under the env's reward config), ``score`` (LiC score:
 grade of the last answer attempt), ``turns``, ``policy_tokens``, ``env_seed``, ``policy_seed``,
-``truncated_by_length``, and ``component_<name>`` for every reward component (episode totals,
-unweighted), so reward functions can pay for single components (ablations).
+``truncated_by_length``, ``component_<name>`` for every reward component (episode totals,
+unweighted), so reward functions can pay for single components (ablations), ``cost_<field>`` for
+every cost field of :data:`userlm_env.driver.COST_FIELDS` (the episode's share of the user's and the
+policy's work) and ``step_user_calls`` / ``step_policy_calls`` (the batched calls of the whole
+``rollout_func`` call, the same in every row; :func:`cost_metrics` turns them into ``cost/*`` metrics).
 """
 
 from __future__ import annotations
@@ -49,6 +52,7 @@ import torch
 
 from training.episodes import EpisodeTokens, collect_episodes
 from userlm_env.backends.transformers_backend import SamplingParams
+from userlm_env.driver import COST_FIELDS
 from userlm_env.envs.math_env import UserLMMathEnv
 from userlm_env.rewards import COMPONENTS
 from userlm_env.seeding import derive_seeds
@@ -127,9 +131,15 @@ def policy_seeds_for(base_seed: int, global_step: int, process_index: int, call:
 
 
 def episodes_to_batch(
-    episodes: Sequence[EpisodeTokens], env_seeds: Sequence[int], policy_seeds: Sequence[int]
+    episodes: Sequence[EpisodeTokens],
+    env_seeds: Sequence[int],
+    policy_seeds: Sequence[int],
+    cost: dict[str, float] | None = None,
 ) -> dict[str, list]:
-    """The ``rollout_func`` output dict for a list of episodes (see the module docstring for the keys)."""
+    """The ``rollout_func`` output dict for a list of episodes (see the module docstring for the keys).
+
+    ``cost`` is the collection's totals (default: ``episodes.cost`` of :func:`collect_episodes`).
+    """
     out: dict[str, list] = {
         "prompt_ids": [list(e.prompt_ids) for e in episodes],
         "completion_ids": [list(e.completion_ids) for e in episodes],
@@ -145,7 +155,39 @@ def episodes_to_batch(
     }
     for name in COMPONENTS:
         out[f"component_{name}"] = [float(e.components.get(name, 0.0)) for e in episodes]
+    for name in COST_FIELDS:
+        out[f"cost_{name}"] = [float(e.cost.get(name, 0.0)) for e in episodes]
+    if cost is None:
+        cost = getattr(episodes, "cost", None) or {}
+    out["step_user_calls"] = [int(cost.get("user_calls", 0))] * len(episodes)
+    out["step_policy_calls"] = [int(cost.get("policy_calls", 0))] * len(episodes)
     return out
+
+
+def cost_metrics(columns: dict[str, Any]) -> dict[str, float]:
+    """What a generation batch cost, from the ``rollout_func`` columns: the ``cost/*`` training metrics.
+
+    ``cost/user_calls`` and ``cost/policy_calls`` count batched calls; ``cost/user_requests``,
+    ``cost/user_tokens`` (prompt + generated), ``cost/user_resamples``, ``cost/user_seconds`` and
+    ``cost/policy_seconds`` sum the episodes' shares (per process). Empty when the columns lack them.
+    """
+    if "step_user_calls" not in columns:
+        return {}
+
+    def total(name: str) -> float:
+        return float(sum(columns.get(f"cost_{name}") or []))
+
+    calls = columns["step_user_calls"] or [0]
+    policy_calls = columns.get("step_policy_calls") or [0]
+    return {
+        "cost/user_calls": float(np.mean(calls)),
+        "cost/user_requests": total("user_requests"),
+        "cost/user_tokens": total("user_prompt_tokens") + total("user_generated_tokens"),
+        "cost/user_resamples": total("user_resamples"),
+        "cost/user_seconds": total("user_seconds"),
+        "cost/policy_calls": float(np.mean(policy_calls)),
+        "cost/policy_seconds": total("policy_seconds"),
+    }
 
 
 def make_rollout_func(
@@ -249,7 +291,9 @@ def _generation_model(trainer):
 def env_reward(completions, env_reward=None, score=None, turns=None, log_metric=None, **kwargs) -> list[float]:
     """GRPO reward = the env's episode return (already weighted by the env's ``RewardConfig``).
 
-    Also logs ``episode/score`` and ``episode/turns`` (and each ``component_*`` mean) through TRL's
+    Also logs ``episode/score`` and ``episode/turns`` (and each ``component_*`` mean), and what the
+    generation batch cost (:func:`cost_metrics`: ``cost/user_calls``, ``cost/user_requests``,
+    ``cost/user_tokens``, ``cost/user_seconds``, ``cost/policy_seconds``, ...) through TRL's
     ``log_metric`` hook when the trainer provides it.
     """
     if env_reward is None:
@@ -264,6 +308,8 @@ def env_reward(completions, env_reward=None, score=None, turns=None, log_metric=
         for key, values in kwargs.items():
             if key.startswith("component_") and isinstance(values, list) and values:
                 log_metric(f"episode/{key}", float(np.mean(values)))
+        for key, value in cost_metrics(kwargs).items():
+            log_metric(key, value)
     return [float(r) for r in env_reward]
 
 

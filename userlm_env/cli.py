@@ -395,6 +395,7 @@ def _print_summary(summary: dict, meta: dict, wall: float, ran: int, load_second
         ("end reasons", json.dumps(summary.get("end_reasons", {}))),
     ]
     rows += [(f"component {k} (mean per episode)", f"{v:.3f}") for k, v in summary.get("components", {}).items()]
+    rows += [(f"cost {k} (mean per episode)", f"{v:.4g}") for k, v in summary.get("cost", {}).items()]
     if ran:
         rows.append(("wall seconds per episode (this run, batched)", f"{wall / ran:.2f}"))
     rows.append(("model loading seconds", f"{load_seconds:.1f}"))

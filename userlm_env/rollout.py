@@ -1,10 +1,11 @@
 """Run episodes of an assistant against an env, in lockstep batches, and summarise them.
 
-:func:`run_episodes` steps ``batch_size`` episodes together: one batched assistant call for all
-their replies, then one batched user call for all pending user turns (the env's ``act`` /
-``observe_user`` / ``step_result`` split). Each finished episode becomes one JSON record with
-its full transcript and every step's info; an episode that raises is recorded with its error and
-the run goes on.
+:func:`run_episodes` plays ``batch_size`` episodes at a time through
+:class:`~userlm_env.driver.EpisodeDriver`: one batched assistant call for all their replies, then one
+batched user call for all pending user turns (the openings of episodes that take a freed slot
+included); episodes finish and the queue refills their slot independently. Each finished episode
+becomes one JSON record with its full transcript, every step's info and its cost; an episode that
+raises is recorded with its error and the run goes on.
 """
 
 from __future__ import annotations
@@ -13,71 +14,86 @@ import time
 import traceback
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-from gymnasium.error import ResetNeeded
 
-from userlm_env.backends.errors import BackendError
-from userlm_env.envs.math_env import UserLMMathEnv
+from userlm_env.driver import COST_FIELDS, EpisodeDriver, EpisodeSpec, LiveEpisode, Policy
+from userlm_env.envs.base import ShardedChatEnv
 from userlm_env.episode_log import RECORD_FIELDS, EpisodeLog, unique_by_key
-from userlm_env.episode_types import EndReason, EpisodeRecord
+from userlm_env.episode_types import EpisodeRecord
 from userlm_env.rewards import COMPONENTS
-from userlm_env.seeding import derive_seed
 
-__all__ = ["RECORD_FIELDS", "run_episodes", "summarize"]
-
-
-@dataclass
-class _Running:
-    env: UserLMMathEnv
-    episode: int
-    seed: int
-    key: str
-    obs: list
-    info: dict
-    started: float
-    steps: list[dict[str, Any]] = field(default_factory=list)
-    total_reward: float = 0.0
-    reply: str | None = None
-    opening_shards: list[int] | None = None
+__all__ = ["RECORD_FIELDS", "assistant_policy", "run_episodes", "summarize"]
 
 
-def _record(run: _Running, *, terminated: bool, truncated: bool, error: str | None, meta: dict) -> EpisodeRecord:
-    try:
-        state = run.env.episode
-    except ResetNeeded:  # the reset itself failed
-        state = None
-    totals = {name: float(sum(s["reward_components"][name] for s in run.steps)) for name in COMPONENTS}
-    task = state.task if state else None
+def _cost(episode: LiveEpisode) -> dict[str, float]:
+    """The episode's cost for its record: counts as ints, token shares to 0.01, seconds to the microsecond."""
+    cost = episode.cost
     return {
-        "episode_key": run.key,
-        "episode": run.episode,
-        "seed": run.seed,
+        "user_calls": int(cost["user_calls"]),
+        "user_requests": int(cost["user_requests"]),
+        "user_prompt_tokens": round(cost["user_prompt_tokens"], 2),
+        "user_generated_tokens": round(cost["user_generated_tokens"], 2),
+        "user_resamples": int(cost["user_resamples"]),
+        "user_seconds": round(cost["user_seconds"], 6),
+        "policy_seconds": round(cost["policy_seconds"], 6),
+    }
+
+
+def _record(episode: LiveEpisode, meta: dict) -> EpisodeRecord:
+    view = episode.view
+    task = view.task if view else None
+    totals = {name: float(sum(s["reward_components"][name] for s in episode.steps)) for name in COMPONENTS}
+    index, key = episode.spec.key
+    return {
+        "episode_key": key,
+        "episode": index,
+        "seed": episode.seed,
         **meta,
         "task_id": task.task_id if task else None,
         "num_shards": task.num_shards if task else None,
         "instruction": task.instruction if task else None,
         "shards": [{"shard_id": s.shard_id, "text": s.text} for s in task.shards] if task else None,
-        "opening_shards": run.opening_shards,
-        "transcript": run.obs,
-        "steps": run.steps,
-        "return": run.total_reward,
-        "score": state.score if state else 0.0,
-        "turns": len(run.steps),
-        "shards_revealed": len(state.revealed) if state else 0,
-        "end_reason": state.end_reason.value if state and state.end_reason else None,
-        "terminated": terminated,
-        "truncated": truncated,
+        "opening_shards": episode.opening_shards,
+        "transcript": episode.obs,
+        "steps": episode.steps,
+        "return": episode.total_reward,
+        "score": view.score if view else 0.0,
+        "turns": len(episode.steps),
+        "shards_revealed": len(view.revealed) if view else 0,
+        "end_reason": view.end_reason.value if view and view.end_reason else None,
+        "terminated": episode.terminated,
+        "truncated": episode.truncated,
         "component_totals": totals,
-        "seconds": round(time.perf_counter() - run.started, 3),
-        "error": error,
+        "seconds": round(time.perf_counter() - episode.started_at, 3),
+        "cost": _cost(episode),
+        "error": episode.error,
     }
 
 
+def assistant_policy(assistant) -> Policy:
+    """The driver's policy for an :class:`agents.Assistant`: one ``act_batch`` for every live episode.
+
+    Each episode's reply is seeded with :attr:`~userlm_env.driver.LiveEpisode.assistant_seed`; scripted
+    baselines that need the reference answer (``needs_oracle``) get it in ``info["oracle_answer"]``.
+    """
+
+    def policy(episodes: list[LiveEpisode]) -> list[str]:
+        infos = []
+        for episode in episodes:
+            info = dict(episode.info)
+            if assistant.needs_oracle:
+                info["oracle_answer"] = episode.task.answer
+            infos.append(info)
+        seeds = [episode.assistant_seed for episode in episodes]
+        return assistant.act_batch([episode.obs for episode in episodes], seeds, infos)
+
+    return policy
+
+
 def run_episodes(
-    make_env: Callable[[], UserLMMathEnv],
+    make_env: Callable[[], ShardedChatEnv],
     assistant,
     seeds: Sequence[int],
     *,
@@ -92,7 +108,8 @@ def run_episodes(
     """Run one episode per seed (skipping episodes already in ``log``) and return their records.
 
     Args:
-        make_env: builds an unwrapped env; called ``min(batch_size, len(seeds))`` times.
+        make_env: builds an unwrapped env; called ``min(batch_size, len(seeds))`` times. Share one user
+            object among the envs (``make_env`` closing over it) for one batched user call per round.
         assistant: an :class:`agents.Assistant`.
         seeds: one episode per seed (the seed of ``env.reset``).
         batch_size: episodes stepped together (batched model calls).
@@ -108,17 +125,16 @@ def run_episodes(
     if options is not None and len(options) != len(seeds):
         raise ValueError(f"options must align with seeds: {len(options)} options for {len(seeds)} seeds")
     todo = [
-        (i, s, f"{key_prefix}seed={s}")
+        EpisodeSpec(int(s), options[i] if options else None, key=(i, f"{key_prefix}seed={s}"))
         for i, s in enumerate(seeds)
         if log is None or f"{key_prefix}seed={s}" not in log.done_keys
     ]
-    envs = [make_env() for _ in range(min(batch_size, len(todo)))]
+    if not todo:
+        return []
+    driver = EpisodeDriver([make_env() for _ in range(min(batch_size, len(todo)))], errors="record")
     records: list[dict[str, Any]] = []
-    queue = iter(todo)
-    running: list[_Running] = []
-
-    def finish(run: _Running, *, terminated=False, truncated=False, error=None) -> None:
-        record = _record(run, terminated=terminated, truncated=truncated, error=error, meta=meta)
+    for episode in driver.run(todo, assistant_policy(assistant)):
+        record = _record(episode, meta)
         if before_log is not None:
             try:
                 before_log(record)
@@ -129,107 +145,14 @@ def run_episodes(
             log.append(record)
         if on_episode is not None:
             on_episode(record)
-
-    def start(env: UserLMMathEnv) -> None:
-        for episode, seed, key in queue:
-            run = _Running(env, episode, seed, key, [], {}, time.perf_counter())
-            try:
-                run.obs, run.info = env.reset(seed=int(seed), options=options[episode] if options else None)
-                run.opening_shards = list(env.episode.revealed)
-            except Exception:
-                finish(run, error=traceback.format_exc(limit=5))
-                continue
-            if env.episode.done:  # the user ended the chat before it began (or its model failed)
-                failed = env.episode.end_reason is EndReason.USER_ERROR
-                finish(run, terminated=not failed, truncated=failed)
-                continue
-            running.append(run)
-            return
-
-    for env in envs:
-        start(env)
-    while running:
-        finished = _assistant_turns(assistant, running)
-        failed_assistant = {id(run) for run, _ in finished}
-        requests, waiting = [], []
-        for run in running:
-            if id(run) in failed_assistant:
-                continue
-            try:
-                request = run.env.act(run.reply)
-            except Exception:
-                finished.append((run, traceback.format_exc(limit=5)))
-                continue
-            if request is not None:
-                requests.append(request)
-                waiting.append(run)
-        if requests:
-            try:
-                turns = envs[0].user.respond_batch(requests)
-            except BackendError as err:  # a server fault: these episodes end truncated (info["error"])
-                for run in waiting:
-                    run.env.fail_user(err)
-                waiting, turns = [], []
-            except Exception:
-                error = traceback.format_exc(limit=5)
-                finished += [(run, error) for run in waiting]
-                waiting, turns = [], []
-            for run, turn in zip(waiting, turns):
-                run.env.observe_user(turn)
-        failed = {id(run) for run, _ in finished}
-        still = []
-        for run in running:
-            if id(run) in failed:
-                continue
-            obs, reward, terminated, truncated, info = run.env.step_result()
-            run.obs, run.info = obs, info
-            run.total_reward += reward
-            run.steps.append({"reply": run.reply, "reward": reward, **info})
-            if terminated or truncated:
-                finish(run, terminated=terminated, truncated=truncated)
-            else:
-                still.append(run)
-        for run, error in finished:
-            finish(run, error=error)
-        kept = {id(run) for run in still}
-        ended_envs = [run.env for run in running if id(run) not in kept]
-        running = still
-        for env in ended_envs:
-            start(env)
     return records
 
 
-def _assistant_turns(assistant, running: list[_Running]) -> list[tuple[_Running, str]]:
-    """Ask the assistant for every running episode's reply in one batch; return the episodes that failed.
-
-    When the batched call raises, each episode is retried alone so one bad episode cannot sink the rest.
-    """
-    infos = []
-    for run in running:
-        info = dict(run.info)
-        if assistant.needs_oracle:
-            info["oracle_answer"] = run.env.task.answer
-        infos.append(info)
-    seeds = [derive_seed("assistant-turn", run.seed, len(run.steps)) for run in running]
-    try:
-        replies = assistant.act_batch([run.obs for run in running], seeds, infos)
-        for run, reply in zip(running, replies, strict=True):
-            run.reply = reply
-        return []
-    except Exception:
-        if len(running) == 1:
-            return [(running[0], traceback.format_exc(limit=5))]
-    failed = []
-    for run, seed, info in zip(running, seeds, infos):
-        try:
-            run.reply = assistant.act_batch([run.obs], [seed], [info])[0]
-        except Exception:
-            failed.append((run, traceback.format_exc(limit=5)))
-    return failed
-
-
 def summarize(records: Iterable[dict[str, Any]]) -> dict[str, Any]:
-    """Aggregate episode records: success rate, returns, turns, shards, end reasons, components.
+    """Aggregate episode records: success rate, returns, turns, shards, end reasons, components, cost.
+
+    ``cost`` holds the mean per episode of each cost field (:data:`~userlm_env.driver.COST_FIELDS`) and
+    ``cost_total`` their sums, over the error-free records that have a cost.
 
     Each ``episode_key`` counts once (the first record of a key is kept, as :class:`EpisodeLog` does);
     ``duplicates`` says how many records were left out for that.
@@ -249,4 +172,8 @@ def summarize(records: Iterable[dict[str, Any]]) -> dict[str, Any]:
         end_reasons=dict(Counter(r["end_reason"] for r in ok)),
         components={name: float(np.mean([r["component_totals"][name] for r in ok])) for name in COMPONENTS},
     )
+    costs = [r["cost"] for r in ok if isinstance(r.get("cost"), dict)]  # logs written before costs have none
+    if costs:
+        summary["cost"] = {name: float(np.mean([c.get(name, 0) for c in costs])) for name in COST_FIELDS}
+        summary["cost_total"] = {name: float(np.sum([c.get(name, 0) for c in costs])) for name in COST_FIELDS}
     return summary

@@ -3,7 +3,8 @@
 :class:`ShardedChatEnv` is the abstract env; a task family (math, code) subclasses it and fills in
 four hooks (:meth:`~ShardedChatEnv.build_shared`, :meth:`~ShardedChatEnv.check_task`,
 :meth:`~ShardedChatEnv.judge_reply`, :meth:`~ShardedChatEnv.extra_info`).
-:class:`ShardedChatVectorEnv` steps N of them with one batched user call per step.
+:class:`ShardedChatVectorEnv` steps N of them with one batched user call per step, through
+:class:`userlm_env.driver.EpisodeDriver`, the one driver of the package (vector env, rollouts, training).
 
 ## The stepping protocol
 
@@ -23,7 +24,8 @@ and ``env.reset(seed=s)`` is ``begin_reset`` (draws the task and the user seed, 
 request), then ``observe_user`` / ``fail_user``, then ``reset_result`` (``(obs, info)``). Between
 ``act`` and ``step_result`` the env holds one :class:`PendingStep`. A driver that calls the parts
 itself takes a :meth:`~ShardedChatEnv.checkpoint` first and :meth:`~ShardedChatEnv.restore` s it if
-anything raises, so a step either happens or it does not.
+anything raises, so a step either happens or it does not (:class:`~userlm_env.driver.EpisodeDriver`
+does all of this).
 
 Drivers read the episode through the read-only views :attr:`ShardedChatEnv.task` and
 :attr:`ShardedChatEnv.episode` (an :class:`EpisodeView`), never through private state.
@@ -42,6 +44,7 @@ import numpy as np
 from gymnasium.error import ResetNeeded
 
 from userlm_env.backends.errors import BackendError
+from userlm_env.driver import EpisodeDriver, Move
 from userlm_env.episode_types import EndReason
 from userlm_env.judge import Judgement
 from userlm_env.rewards import COMPONENTS, RewardConfig, step_components
@@ -509,6 +512,8 @@ class ShardedChatVectorEnv(gym.vector.VectorEnv):
         self.observation_space = gym.vector.utils.batch_space(self.single_observation_space, num_envs)
         self.action_space = gym.vector.utils.batch_space(self.single_action_space, num_envs)
         self._autoreset = np.zeros(num_envs, dtype=bool)
+        self.driver = EpisodeDriver(self.envs, errors="raise")
+        """Steps the sub-envs (one user call per step); ``driver.stats`` holds the user's cost so far."""
 
     def reset(self, *, seed: int | list[int | None] | None = None, options: dict[str, Any] | None = None):
         """Reset every sub-env (opening user turns in one batched call)."""
@@ -519,65 +524,36 @@ class ShardedChatVectorEnv(gym.vector.VectorEnv):
             raise ValueError(f"reset got {len(seeds)} seeds for {self.num_envs} sub-envs")
         if seed is not None:
             self._np_random, self._np_random_seed = gym.utils.seeding.np_random(seeds[0])
-        requests = [env.begin_reset(seed=s, options=options) for env, s in zip(self.envs, seeds)]
-        try:
-            turns = self.user.respond_batch(requests)
-        except BackendError as err:  # every sub-env's episode ends at once; the next step resets them
-            for env in self.envs:
-                env.fail_user(err)
-        else:
-            for env, turn in zip(self.envs, turns):
-                env.observe_user(turn)
+        # a failed batch ends every sub-env's episode at once (user_error); the next step resets them
+        outcomes = self.driver.round([Move.start(i, s, options) for i, s in enumerate(seeds)])
         infos: dict[str, Any] = {}
-        observations = []
-        for i, env in enumerate(self.envs):
-            obs, info = env.reset_result()
-            observations.append(obs)
-            infos = self._add_info(infos, info, i)
-        self._autoreset = np.array([env.episode.end_reason is EndReason.USER_ERROR for env in self.envs], dtype=bool)
-        return tuple(observations), infos
+        for i, outcome in enumerate(outcomes):
+            infos = self._add_info(infos, outcome.info, i)
+        self._autoreset = np.array([o.view.end_reason is EndReason.USER_ERROR for o in outcomes], dtype=bool)
+        return tuple(o.obs for o in outcomes), infos
 
     def step(self, actions):
-        """Step every sub-env (reset the ones that ended last step), with one batched user call."""
+        """Step every sub-env (reset the ones that ended last step), with one batched user call.
+
+        Atomic: if any sub-env raises, every sub-env is left as it was (the driver's ``errors="raise"``).
+        """
         if len(actions) != self.num_envs:
             raise ValueError(f"step got {len(actions)} actions for {self.num_envs} sub-envs")
-        checkpoints = [env.checkpoint() for env in self.envs]
-        try:
-            return self._step(actions)
-        except BaseException:  # atomic: one sub-env's failure leaves every sub-env as it was
-            for env, checkpoint in zip(self.envs, checkpoints):
-                env.restore(checkpoint)
-            raise
-
-    def _step(self, actions):
-        pending: list[tuple[int, UserRequest]] = []
-        for i, (env, action) in enumerate(zip(self.envs, actions)):
-            request = env.begin_reset() if self._autoreset[i] else env.act(action)
-            if request is not None:
-                pending.append((i, request))
-        try:
-            turns = self.user.respond_batch([request for _, request in pending]) if pending else []
-        except BackendError as err:  # a failed batch ends every sub-env in it as truncated
-            for i, _ in pending:
-                self.envs[i].fail_user(err)
-            pending, turns = [], []
-        failed_resets = np.zeros(self.num_envs, dtype=bool)
-        for (i, _), turn in zip(pending, turns):
-            self.envs[i].observe_user(turn)
-        observations, infos = [], {}
+        moves = [Move.start(i) if self._autoreset[i] else Move.act(i, a) for i, a in enumerate(actions)]
+        outcomes = self.driver.round(moves)
+        infos: dict[str, Any] = {}
         rewards = np.zeros(self.num_envs, dtype=np.float64)
         terminations = np.zeros(self.num_envs, dtype=bool)
         truncations = np.zeros(self.num_envs, dtype=bool)
-        for i, env in enumerate(self.envs):
-            if self._autoreset[i]:
-                obs, info = env.reset_result()
-                failed_resets[i] = env.episode.end_reason is EndReason.USER_ERROR
+        failed_resets = np.zeros(self.num_envs, dtype=bool)
+        for i, outcome in enumerate(outcomes):
+            if outcome.move.reset:
+                failed_resets[i] = outcome.view.end_reason is EndReason.USER_ERROR
             else:
-                obs, rewards[i], terminations[i], truncations[i], info = env.step_result()
-            observations.append(obs)
-            infos = self._add_info(infos, info, i)
+                rewards[i], terminations[i], truncations[i] = outcome.reward, outcome.terminated, outcome.truncated
+            infos = self._add_info(infos, outcome.info, i)
         self._autoreset = terminations | truncations | failed_resets
-        return tuple(observations), rewards, terminations, truncations, infos
+        return tuple(o.obs for o in outcomes), rewards, terminations, truncations, infos
 
     def close_extras(self, **kwargs: Any) -> None:
         """Release the shared user simulator."""
