@@ -28,6 +28,7 @@ from userlm_env.backends.rendering import encode_marked_text, render_chat_ids, r
 from userlm_env.backends.transformers_backend import GenerationRequest, SamplingParams, SeededSampler
 from userlm_env.driver import EpisodeDriver, EpisodeSpec, LiveEpisode
 from userlm_env.envs.base import ShardedChatEnv
+from userlm_env.metrics import aggregate, episode_metrics
 
 
 @dataclass
@@ -64,6 +65,19 @@ class EpisodeTokens:
     step_rewards: list[float] = field(default_factory=list)
     reply_ends: list[int] = field(default_factory=list)
     cost: dict[str, float] = field(default_factory=dict)
+
+    def record(self) -> dict[str, Any]:
+        """The episode as a log record with the fields :func:`userlm_env.metrics.episode_metrics` reads."""
+        return {
+            "return": self.reward,
+            "score": self.score,
+            "turns": self.turns,
+            "policy_tokens": sum(self.env_mask),
+            "component_totals": dict(self.components),
+            "cost": dict(self.cost),
+            "truncated_by_length": self.truncated_by_length,
+            "transcript": self.transcript,
+        }
 
 
 def render_ids(tokenizer, messages: Sequence[dict[str, str]], *, open_turn: bool) -> list[int]:
@@ -252,12 +266,6 @@ def collect_episodes(
     return CollectedEpisodes((tokens[i] for i in range(len(specs))), cost=driver.stats)
 
 
-def episode_summary(episodes: Sequence[EpisodeTokens]) -> dict[str, Any]:
-    """Mean reward, score, turns and policy tokens of a batch of episodes (for logs)."""
-    n = max(1, len(episodes))
-    return {
-        "reward": sum(e.reward for e in episodes) / n,
-        "score": sum(e.score for e in episodes) / n,
-        "turns": sum(e.turns for e in episodes) / n,
-        "policy_tokens": sum(sum(e.env_mask) for e in episodes) / n,
-    }
+def episode_summary(episodes: Sequence[EpisodeTokens]) -> dict[str, float]:
+    """The :func:`userlm_env.metrics.aggregate` of a batch of episodes (reward, score, turns, policy tokens, ...)."""
+    return aggregate(episode_metrics(e.record()) for e in episodes)

@@ -337,6 +337,7 @@ def evaluate(model, tokenizer, make_env, args: Args, step: int) -> tuple[dict[st
     """Play ``eval_episodes`` held-out episodes with fixed env and policy seeds; (summary, episode records)."""
     from training.episodes import collect_episodes
     from userlm_env.backends.transformers_backend import SamplingParams
+    from userlm_env.metrics import aggregate, episode_metrics
     from userlm_env.seeding import derive_seeds
 
     env_seeds = [args.eval_seed_offset + i for i in range(args.eval_episodes)]
@@ -357,31 +358,11 @@ def evaluate(model, tokenizer, make_env, args: Args, step: int) -> tuple[dict[st
     finally:
         model.train(was_training)
     records = [
-        {
-            "step": step,
-            "env_seed": s,
-            "policy_seed": p,
-            "return": e.reward,
-            "score": e.score,
-            "turns": e.turns,
-            "component_totals": e.components,
-            "truncated_by_length": e.truncated_by_length,
-            "transcript": e.transcript,
-        }
+        {"step": step, "env_seed": s, "policy_seed": p, **e.record()}
         for e, s, p in zip(episodes, env_seeds, policy_seeds, strict=True)
     ]
-    returns = np.array([r["return"] for r in records])
-    summary = {
-        "kind": "eval",
-        "step": step,
-        "eval/reward": float(returns.mean()),
-        "eval/reward_std": float(returns.std()),
-        "eval/score": float(np.mean([r["score"] for r in records])),
-        "eval/turns": float(np.mean([r["turns"] for r in records])),
-    }
-    for name in records[0]["component_totals"] if records else ():
-        summary[f"eval/{name}"] = float(np.mean([r["component_totals"][name] for r in records]))
-    return summary, records
+    means = aggregate(episode_metrics(r) for r in records)  # the names rollouts and PPO report (userlm_env.metrics)
+    return {"kind": "eval", "step": step, **{f"eval/{k}": v for k, v in means.items()}}, records
 
 
 TRAIN_KEYS = {  # TRL log key -> our key

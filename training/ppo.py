@@ -31,7 +31,6 @@ from training.episodes import EpisodeTokens, collect_episodes, episode_summary
 from userlm_env.backends.transformers_backend import SamplingParams
 from userlm_env.envs import check_env_specs, make_env_task_source, make_unwrapped_env
 from userlm_env.envs.math_env import UserLMMathEnv
-from userlm_env.rewards import COMPONENTS
 from userlm_env.seeding import derive_seeds
 
 
@@ -383,9 +382,7 @@ def main(args: Args) -> dict:
         if not args.eval_episodes:
             return {}
         seeds = [10**9 + i for i in range(args.eval_episodes)]
-        episodes = play(seeds, seeds)
-        totals = {f"components/{k}": float(np.mean([e.components.get(k, 0.0) for e in episodes])) for k in COMPONENTS}
-        return {**episode_summary(episodes), **totals}
+        return episode_summary(play(seeds, seeds))  # reward, score, turns, components/*, cost/* (userlm_env.metrics)
 
     start_iteration, global_step = 0, 0
     if args.resume and (run_dir / "checkpoint" / "state.pt").is_file():

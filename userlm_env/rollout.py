@@ -22,6 +22,7 @@ from userlm_env.driver import COST_FIELDS, EpisodeDriver, EpisodeSpec, LiveEpiso
 from userlm_env.envs.base import ShardedChatEnv
 from userlm_env.episode_log import RECORD_FIELDS, EpisodeLog, unique_by_key
 from userlm_env.episode_types import EpisodeRecord
+from userlm_env.metrics import aggregate, episode_metrics
 from userlm_env.rewards import COMPONENTS
 
 __all__ = ["RECORD_FIELDS", "assistant_policy", "run_episodes", "summarize"]
@@ -162,18 +163,18 @@ def summarize(records: Iterable[dict[str, Any]]) -> dict[str, Any]:
     summary: dict[str, Any] = {"episodes": len(records), "errors": len(records) - len(ok), "duplicates": duplicates}
     if not ok:
         return summary
-    frac = [r["shards_revealed"] / max(1, r["num_shards"]) for r in ok]
+    means = aggregate(episode_metrics(r) for r in ok)  # the numbers GRPO and PPO report too
     summary.update(
-        success_rate=float(np.mean([r["score"] for r in ok])),
-        mean_return=float(np.mean([r["return"] for r in ok])),
-        mean_turns=float(np.mean([r["turns"] for r in ok])),
-        mean_shards_revealed=float(np.mean(frac)),
+        success_rate=means["score"],
+        mean_return=means["reward"],
+        mean_turns=means["turns"],
+        mean_shards_revealed=means.get("shards_share", 0.0),
         seconds_per_episode=float(np.mean([r["seconds"] for r in ok])),
         end_reasons=dict(Counter(r["end_reason"] for r in ok)),
-        components={name: float(np.mean([r["component_totals"][name] for r in ok])) for name in COMPONENTS},
+        components={name: means.get(f"components/{name}", 0.0) for name in COMPONENTS},
     )
     costs = [r["cost"] for r in ok if isinstance(r.get("cost"), dict)]  # logs written before costs have none
     if costs:
-        summary["cost"] = {name: float(np.mean([c.get(name, 0) for c in costs])) for name in COST_FIELDS}
+        summary["cost"] = {name: means.get(f"cost/{name}", 0.0) for name in COST_FIELDS}
         summary["cost_total"] = {name: float(np.sum([c.get(name, 0) for c in costs])) for name in COST_FIELDS}
     return summary
