@@ -45,7 +45,7 @@ from gymnasium.error import ResetNeeded
 
 from userlm_env.backends.errors import BackendError
 from userlm_env.driver import EpisodeDriver, Move
-from userlm_env.episode_types import EndReason
+from userlm_env.episode_types import EndReason, StepInfo
 from userlm_env.judge import Judgement
 from userlm_env.rewards import COMPONENTS, RewardConfig, step_components
 from userlm_env.seeding import SEED_SPACE, derive_seed
@@ -281,7 +281,7 @@ class ShardedChatEnv(gym.Env[list, str]):
             self._warned_turns = True
         return self._state.user_request()
 
-    def reset_result(self) -> tuple[list[dict[str, str]], dict[str, Any]]:
+    def reset_result(self) -> tuple[list[dict[str, str]], StepInfo]:
         """Second half of ``reset`` (after ``observe_user``): the (obs, info) pair."""
         if self.render_mode == "human":
             self.render()
@@ -395,7 +395,7 @@ class ShardedChatEnv(gym.Env[list, str]):
         state.done, state.end_reason, state.error = True, EndReason.USER_ERROR, f"{type(error).__name__}: {error}"
         self._last_user = (UserTurn(text="", meta={"error": state.error}), [])
 
-    def step_result(self):
+    def step_result(self) -> tuple[list[dict[str, str]], float, bool, bool, StepInfo]:
         """Third part of ``step``: the (obs, reward, terminated, truncated, info) tuple."""
         state = self._state
         pending = self._pending
@@ -434,10 +434,10 @@ class ShardedChatEnv(gym.Env[list, str]):
     def _obs(self) -> list[dict[str, str]]:
         return [dict(m) for m in self._state.conversation]
 
-    def _info(self, judgement: Judgement | None, components: dict[str, float]) -> dict[str, Any]:
+    def _info(self, judgement: Judgement | None, components: dict[str, float]) -> StepInfo:
         state = self._state
         turn, new = self._last_user
-        info = {
+        info: StepInfo = {
             "task_id": state.task.task_id,
             "turn": state.turn,
             "reward_components": components,
