@@ -6,7 +6,6 @@ import warnings
 import weakref
 from typing import Any
 
-from userlm_env.code.judge import EMPTY_CODE_INFO, CodeJudge, CodeJudgement
 from userlm_env.code.sandbox import Sandbox, SandboxConfig
 from userlm_env.code.tasks import (
     NotRLSafeWarning,
@@ -16,7 +15,7 @@ from userlm_env.code.tasks import (
     task_is_rl_safe,
 )
 from userlm_env.envs.base import DEFAULT_MAX_REPLY_CHARS, DEFAULT_MAX_TURNS, ShardedChatEnv, ShardedChatVectorEnv
-from userlm_env.judge import Judgement
+from userlm_env.judge import EMPTY_CODE_INFO, CodeJudge, CodeJudgement, Judge, Judgement
 from userlm_env.rewards import RewardConfig
 from userlm_env.tasks import DEFAULT_TASK_SPECS, ShardedTask, TaskSource
 from userlm_env.users import UserSimulator
@@ -24,16 +23,17 @@ from userlm_env.users import UserSimulator
 __all__ = ["UserLMCodeEnv", "UserLMCodeVectorEnv", "make_code_judge", "warn_if_not_rl_safe"]
 
 
-def make_code_judge(judge: Any = "rule", sandbox: Sandbox | SandboxConfig | None = None) -> Any:
+def make_code_judge(judge: str | Judge | None = "rule", sandbox: Sandbox | SandboxConfig | None = None) -> Judge:
     """Build the code judge from the env's ``judge=`` and ``sandbox=`` arguments.
 
     Args:
-        judge: ``"rule"``/``None`` (a :class:`CodeJudge`) or an object with ``judge_task(reply, task)``.
+        judge: ``"rule"``/``None`` (a :class:`CodeJudge`) or any :class:`Judge`: an object with
+            ``judge(reply, task)``, returned unchanged.
         sandbox: a :class:`Sandbox`, a :class:`SandboxConfig` (a new sandbox), or ``None`` (the shared default).
 
     Raises:
         ValueError: an unknown judge string.
-        TypeError: a judge object without ``judge_task`` or a bad ``sandbox``.
+        TypeError: a judge object without ``judge(reply, task)`` or a bad ``sandbox``.
     """
     if isinstance(sandbox, SandboxConfig):
         sandbox = Sandbox(sandbox)
@@ -42,9 +42,9 @@ def make_code_judge(judge: Any = "rule", sandbox: Sandbox | SandboxConfig | None
     if judge is None or (isinstance(judge, str) and judge.strip().lower() in ("rule", "rules", "rule_based")):
         return CodeJudge(sandbox)
     if isinstance(judge, str):
-        raise ValueError(f"unknown code judge {judge!r}; expected 'rule' or an object with judge_task(reply, task)")
-    if not callable(getattr(judge, "judge_task", None)):
-        raise TypeError(f"a code judge needs a judge_task(reply, task) method, got {type(judge).__name__}")
+        raise ValueError(f"unknown code judge {judge!r}; expected 'rule' or an object with judge(reply, task)")
+    if not callable(getattr(judge, "judge", None)):
+        raise TypeError(f"a code judge needs a judge(reply, task) method, got {type(judge).__name__}")
     return judge
 
 
@@ -107,7 +107,7 @@ class UserLMCodeEnv(ShardedChatEnv):
     2. Termination: every shard was revealed before the reply and the reply is an answer attempt.
     3. Termination: the user ends the conversation.
     4. Truncation: `max_turns` replies; or the user's model failed (`end_reason == "user_error"`).
-    Replies are classified as in `userlm_env.judge`: a reply with a function is an answer attempt;
+    Replies are classified as in `userlm_env.judge.code`: a reply with a function is an answer attempt;
     without code it is a clarification/interrogation/refusal/discussion (never an attempt).
 
     ## Arguments
@@ -117,7 +117,7 @@ class UserLMCodeEnv(ShardedChatEnv):
     | `tasks`           | spec str, `TaskSource` or task list   | `"code:procedural"`     | `code:procedural`, `humaneval`, `humaneval:PATH`, `lic-code:PATH` |
     | `reward`          | preset, mapping or `RewardConfig`     | `"lic"`                 | component weights                     |
     | `max_turns`       | int                                   | 12                      | assistant replies before truncation   |
-    | `judge`           | `"rule"` or an object with `judge_task` | `"rule"`              | classification + grading              |
+    | `judge`           | `"rule"` or a `Judge`                 | `"rule"`                | classification + grading: `judge(reply, task)` |
     | `sandbox`         | `Sandbox`, `SandboxConfig` or None    | None (shared default)   | where the hidden tests run            |
     | `max_reply_chars` | int                                   | 8000                    | longer replies are truncated          |
     | `user_device`     | str or None                           | None                    | device of a local user model          |
@@ -148,6 +148,7 @@ class UserLMCodeEnv(ShardedChatEnv):
     """
 
     metadata = {"render_modes": ["human", "ansi"], "render_fps": 1}
+    judge: Judge
 
     def __init__(
         self,
@@ -155,7 +156,7 @@ class UserLMCodeEnv(ShardedChatEnv):
         tasks: str | TaskSource | list[ShardedTask] | None = DEFAULT_TASK_SPECS["code"],
         reward: str | dict[str, float] | RewardConfig | None = "lic",
         max_turns: int = DEFAULT_MAX_TURNS,
-        judge: Any = "rule",
+        judge: str | Judge | None = "rule",
         sandbox: Sandbox | SandboxConfig | None = None,
         max_reply_chars: int = DEFAULT_MAX_REPLY_CHARS,
         user_device: str | None = None,
@@ -187,8 +188,8 @@ class UserLMCodeEnv(ShardedChatEnv):
         check_code_task(task)
 
     def judge_reply(self, reply: str, task: ShardedTask) -> Judgement:
-        """Extract the function and run the hidden tests (see :class:`userlm_env.code.judge.CodeJudge`)."""
-        return self.judge.judge_task(reply, task)
+        """Extract the function and run the hidden tests (see :class:`userlm_env.judge.code.CodeJudge`)."""
+        return self.judge.judge(reply, task)
 
     def extra_info(self, judgement: Judgement | None) -> dict[str, Any]:
         """``tests_passed``/``failed``/``total``, ``error_type``, ``execution_error``/``seconds``, ``rl_safe``."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from userlm_env.envs.base import ShardedChatEnv, ShardedChatVectorEnv
-from userlm_env.judge import Judgement, make_judge
+from userlm_env.judge import Judge, Judgement, make_judge
 from userlm_env.tasks import DEFAULT_TASK_SPECS, ShardedTask, make_task_source
 
 __all__ = ["UserLMMathEnv", "UserLMMathVectorEnv"]
@@ -71,7 +71,7 @@ class UserLMMathEnv(ShardedChatEnv):
     | `tasks`           | spec str, `TaskSource` or task list   | `"procedural"`          | where tasks come from (`userlm_env.tasks`) |
     | `reward`          | preset, mapping or `RewardConfig`     | `"lic"`                 | component weights                     |
     | `max_turns`       | int                                   | 12                      | assistant replies before truncation   |
-    | `judge`           | `"rule"` or a judge object            | `"rule"`                | how replies are judged                |
+    | `judge`           | `"rule"`, `"llm:MODEL"` or a `Judge`  | `"rule"`                | how replies are judged: `judge(reply, task)` |
     | `max_reply_chars` | int                                   | 8000                    | longer replies are truncated          |
     | `user_device`     | str or None                           | None (CUDA if present)  | device of a local user model          |
     | `render_mode`     | `"human"`, `"ansi"` or None           | None                    | `render()` prints / returns the chat  |
@@ -102,18 +102,19 @@ class UserLMMathEnv(ShardedChatEnv):
     """
 
     metadata = {"render_modes": ["human", "ansi"], "render_fps": 1}
+    judge: Judge
 
     @classmethod
     def build_shared(cls, kwargs: dict[str, Any]) -> dict[str, Any]:
-        """Math task source (``tasks=``) and rule or LLM judge (``judge=``), popped from ``kwargs``."""
+        """Math task source (``tasks=``) and judge (``judge=``: rule, LLM or any ``Judge``), popped from ``kwargs``."""
         return {
             "tasks": make_task_source(kwargs.pop("tasks", DEFAULT_TASK_SPECS["math"])),
             "judge": make_judge(kwargs.pop("judge", "rule")),
         }
 
     def judge_reply(self, reply: str, task: ShardedTask) -> Judgement:
-        """Classify the reply and grade its answer against the gold number."""
-        return self.judge.judge(reply, task.answer)
+        """Classify the reply and grade its answer against the task's gold number (``task.answer``)."""
+        return self.judge.judge(reply, task)
 
 
 class UserLMMathVectorEnv(ShardedChatVectorEnv):
