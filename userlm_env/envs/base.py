@@ -253,14 +253,17 @@ class ShardedChatEnv(gym.Env[list, str]):
     # ------------------------------------------------------------------ reset
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
         """Start an episode: draw a task and a user seed, get the user's opening message."""
-        request = self.begin_reset(seed=seed, options=options)
+        self._let_user_answer(self.begin_reset(seed=seed, options=options))
+        return self.reset_result()
+
+    def _let_user_answer(self, request: UserRequest) -> None:
+        """One user turn for this env alone (drivers batch the requests of many envs instead)."""
         try:
             turn = self.user.respond(request)
         except BackendError as err:
             self.fail_user(err)
         else:
             self.observe_user(turn)
-        return self.reset_result()
 
     def begin_reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> UserRequest:
         """First half of ``reset``: draw the task and the user seed; return the request for the opening turn."""
@@ -322,12 +325,7 @@ class ShardedChatEnv(gym.Env[list, str]):
         try:
             pending = self.act(action)
             if pending is not None:
-                try:
-                    turn = self.user.respond(pending)
-                except BackendError as err:
-                    self.fail_user(err)
-                else:
-                    self.observe_user(turn)
+                self._let_user_answer(pending)
             return self.step_result()
         except BaseException:
             self.restore(checkpoint)
