@@ -1,6 +1,12 @@
 """Batched, per-request-seeded text generation on a local transformers model.
 
-One :meth:`TransformersBackend.generate` call runs one left-padded batched ``model.generate``.
+One :meth:`TransformersBackend.generate` call prefills its requests in one left-padded forward pass
+and decodes them together, one forward pass per token, over a ``DynamicCache``. A request that stops
+(a stop token or ``max_new_tokens``) leaves the batch at once: its row is dropped from the cache,
+the attention mask and the positions, so every row of every decode step is a token someone asked for
+(``stats["decode_slots"] == stats["generated_tokens"]``), where ``model.generate`` keeps decoding
+finished rows until the longest one stops. (transformers' continuous-batching API is not used: it
+samples from one global generator, so a request's tokens would depend on its batch neighbours.)
 Sampling (temperature, top-p) happens in :class:`SeededSampler`, a logits processor that draws
 each row's token from that row's own ``torch.Generator``: a request's output depends on its own
 seed only, not on which other requests share the batch, so a vector env batching N episodes
@@ -10,13 +16,13 @@ reproduces N single envs with the same seeds. The processor also bans tokens per
 
 from __future__ import annotations
 
-import warnings
+import inspect
 from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import torch
-from transformers import GenerationConfig, LogitsProcessor, LogitsProcessorList
+from transformers import DynamicCache, LogitsProcessor
 
 from userlm_env.backends.base import Generation, GenerationRequest, SamplingParams, chat_completer
 from userlm_env.backends.models import LoadedModel, load_model
@@ -40,16 +46,33 @@ class SeededSampler(LogitsProcessor):
         self.banned = [list(r.banned_token_ids) for r in requests]
 
     def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
-        """Ban tokens, then replace each row's scores by a one-hot of its seeded sample."""
+        """Ban tokens, then replace each row's scores by a one-hot of its seeded sample (``generate``'s hook)."""
+        rows, first_step = range(len(self.generators)), input_ids.shape[1] == self.prompt_length
+        chosen = self.pick(scores, rows, first_step)
+        if chosen is None:
+            return self._banned_scores(scores, rows, first_step)
+        picked = torch.full_like(scores, -float("inf"), dtype=torch.float)
+        picked[torch.arange(len(chosen)), chosen.to(scores.device)] = 0.0
+        return picked
+
+    def _banned_scores(self, scores: torch.Tensor, rows, first_step: bool) -> torch.Tensor:
         scores = scores.float().clone()
-        first_step = input_ids.shape[1] == self.prompt_length
-        for row, (banned, banned_first) in enumerate(zip(self.banned, self.banned_first)):
-            if banned:
-                scores[row, banned] = -float("inf")
-            if first_step and banned_first:
-                scores[row, banned_first] = -float("inf")
+        for i, row in enumerate(rows):
+            if self.banned[row]:
+                scores[i, self.banned[row]] = -float("inf")
+            if first_step and self.banned_first[row]:
+                scores[i, self.banned_first[row]] = -float("inf")
+        return scores
+
+    def pick(self, scores: torch.Tensor, rows, first_step: bool) -> torch.Tensor | None:
+        """Token of each row of ``scores`` (row ``i`` is request ``rows[i]``); None when greedy.
+
+        Greedy (``temperature == 0``) returns None: the caller takes the argmax of the banned scores.
+        """
+        rows = list(rows)
+        scores = self._banned_scores(scores, rows, first_step)
         if self.params.temperature == 0:
-            return scores
+            return None
         probs = torch.softmax(scores / self.params.temperature, dim=-1)
         if self.params.top_p < 1.0:
             sorted_probs, order = probs.sort(dim=-1, descending=True)
@@ -57,14 +80,32 @@ class SeededSampler(LogitsProcessor):
             sorted_probs[outside] = 0.0
             probs = torch.zeros_like(probs).scatter_(-1, order, sorted_probs)
         probs = probs / probs.sum(dim=-1, keepdim=True)
-        chosen = torch.empty(len(self.generators), dtype=torch.long)
-        for row, generator in enumerate(self.generators):
-            uniform = torch.rand(1, generator=generator, dtype=torch.float64)
-            cdf = probs[row].double().cumsum(0)
-            chosen[row] = min(int(torch.searchsorted(cdf, uniform * cdf[-1])), probs.shape[-1] - 1)
-        picked = torch.full_like(scores, -float("inf"))
-        picked[torch.arange(len(chosen)), chosen.to(scores.device)] = 0.0
-        return picked
+        chosen = torch.empty(len(rows), dtype=torch.long)
+        for i, row in enumerate(rows):
+            uniform = torch.rand(1, generator=self.generators[row], dtype=torch.float64)
+            cdf = probs[i].double().cumsum(0)
+            chosen[i] = min(int(torch.searchsorted(cdf, uniform * cdf[-1])), probs.shape[-1] - 1)
+        return chosen
+
+    def next_tokens(self, scores: torch.Tensor, rows, first_step: bool) -> torch.Tensor:
+        """The next token of every row: its seeded sample, or the argmax of its banned scores when greedy."""
+        chosen = self.pick(scores, rows, first_step)
+        if chosen is None:
+            chosen = self._banned_scores(scores, list(rows), first_step).argmax(dim=-1)
+        return chosen.cpu()
+
+
+def _forward_kwargs(model, cache, last_only: bool) -> dict:
+    """Keyword arguments of one forward pass: the cache and, for a prefill, ``logits_to_keep=1``.
+
+    The cache goes under the name ``model.forward`` takes (transformers 5 renames ``past_key_values`` to
+    ``cache``); ``logits_to_keep=1`` (only the last position's logits) where the model accepts it.
+    """
+    parameters = inspect.signature(model.forward).parameters
+    kwargs = {"cache" if "cache" in parameters else "past_key_values": cache}
+    if last_only and "logits_to_keep" in parameters:
+        kwargs["logits_to_keep"] = 1
+    return kwargs
 
 
 @dataclass
@@ -87,7 +128,8 @@ class TransformersBackend:
         prefix_cache_size: cached conversations kept (least recently used dropped first).
         min_prefix_tokens: shortest shared prefix worth reusing.
 
-    ``stats``: ``calls``; ``prompt_tokens`` (prompt tokens of all requests, padding excluded);
+    ``stats``: ``calls``; ``decode_slots`` (rows run through decode steps: with eviction, one per
+    generated token); ``prompt_tokens`` (prompt tokens of all requests, padding excluded);
     ``prefill_tokens`` (prompt tokens actually run through the model: ``prompt_tokens`` minus the
     ones taken from the prefix cache); ``cached_tokens``; ``cache_hits``; ``generated_tokens``.
     """
@@ -102,6 +144,7 @@ class TransformersBackend:
             "cached_tokens": 0,
             "cache_hits": 0,
             "generated_tokens": 0,
+            "decode_slots": 0,
         }
     )
     prefix_cache: bool = False
@@ -168,71 +211,86 @@ class TransformersBackend:
     def generate(
         self, requests: Sequence[GenerationRequest], params: SamplingParams, stop_token_ids: Sequence[int]
     ) -> list[Generation]:
-        """Complete every request; one batched ``generate`` per ``max_batch_size`` requests."""
+        """Complete every request; one batched decode per ``max_batch_size`` requests."""
         results: list[Generation] = []
         for start in range(0, len(requests), self.max_batch_size):
             results.extend(self._generate_batch(requests[start : start + self.max_batch_size], params, stop_token_ids))
         return results
 
     def _generate_batch(self, requests, params, stop_token_ids) -> list[Generation]:
+        """Prefill the batch left-padded, then decode; a row leaves the batch (and its cache) when it stops."""
         if not requests:
             return []
+        if any(not r.prompt_ids for r in requests):
+            raise ValueError("empty prompt: a generation request needs at least one token")
         model, tokenizer = self.loaded.model, self.loaded.tokenizer
-        pad_id = tokenizer.pad_token_id
-        width = max(len(r.prompt_ids) for r in requests)
-        input_ids = torch.full((len(requests), width), pad_id, dtype=torch.long)
-        attention_mask = torch.zeros((len(requests), width), dtype=torch.long)
-        for row, request in enumerate(requests):
-            if not request.prompt_ids:
-                raise ValueError("empty prompt: a generation request needs at least one token")
-            input_ids[row, width - len(request.prompt_ids) :] = torch.tensor(request.prompt_ids)
-            attention_mask[row, width - len(request.prompt_ids) :] = 1
-        stops = [int(s) for s in stop_token_ids]
+        device, stops = model.device, {int(s) for s in stop_token_ids}
         reuse = self.prefix_cache and len(requests) == 1
-        config = GenerationConfig(
-            max_new_tokens=params.max_new_tokens,
-            do_sample=False,
-            eos_token_id=stops or None,
-            pad_token_id=pad_id,
-            **({"return_dict_in_generate": True} if reuse else {}),
-        )
-        cached_len, past = self._cached_prefix(requests[0].prompt_ids) if reuse else (0, None)
-        with warnings.catch_warnings():
-            # transformers 5 renames generate's `past_key_values` to `cache`; the old name works until 6.0
-            warnings.filterwarnings("ignore", message=".*past_key_values.*", category=FutureWarning)
-            output = model.generate(
-                input_ids=input_ids.to(model.device),
-                attention_mask=attention_mask.to(model.device),
-                generation_config=config,
-                logits_processor=LogitsProcessorList([SeededSampler(requests, width, params)]),
-                **({"past_key_values": past} if past is not None else {}),
-            )
+        cached_len, cache = self._cached_prefix(requests[0].prompt_ids) if reuse else (0, None)
+        cache = DynamicCache() if cache is None else cache
+        suffixes = [r.prompt_ids[cached_len:] for r in requests]
+        width = max(len(x) for x in suffixes)
+        input_ids = torch.full((len(requests), width), tokenizer.pad_token_id, dtype=torch.long)
+        mask = torch.zeros((len(requests), cached_len + width), dtype=torch.long)
+        mask[:, :cached_len] = 1  # cached_len > 0 only for a single request
+        for row, suffix in enumerate(suffixes):
+            input_ids[row, width - len(suffix) :] = torch.tensor(suffix)
+            mask[row, cached_len + width - len(suffix) :] = 1
+        positions = (mask.cumsum(-1) - 1).clamp(min=0)[:, cached_len:]
+        logits = self._forward(input_ids, mask, positions, cache, last_only=True)
+        next_position = positions[:, -1] + 1
+        sampler = SeededSampler(requests, width, params)
+        rows = list(range(len(requests)))  # requests still decoding, in batch order
+        generated: list[list[int]] = [[] for _ in requests]
+        stopped_by: list[int | None] = [None] * len(requests)
+        for step in range(params.max_new_tokens):
+            tokens = sampler.next_tokens(logits, rows, first_step=step == 0)
+            self.stats["decode_slots"] += len(rows)
+            keep = []
+            for i, row in enumerate(rows):
+                generated[row].append(int(tokens[i]))
+                if int(tokens[i]) in stops:
+                    stopped_by[row] = int(tokens[i])
+                elif len(generated[row]) < params.max_new_tokens:
+                    keep.append(i)
+            if not keep:
+                break
+            if len(keep) < len(rows):  # evict finished rows: the next forward runs only live ones
+                index = torch.tensor(keep)
+                cache.batch_select_indices(index.to(device))
+                mask, next_position, tokens = mask[index], next_position[index], tokens[index]
+                rows = [rows[i] for i in keep]
+            mask = torch.cat([mask, torch.ones((len(rows), 1), dtype=torch.long)], dim=1)
+            logits = self._forward(tokens[:, None], mask, next_position[:, None], cache, last_only=False)
+            next_position = next_position + 1
         if reuse:
-            cache = getattr(output, "cache", None)  # transformers >= 5 names it `cache`
-            cache = getattr(output, "past_key_values", None) if cache is None else cache
-            output = output.sequences
-            if cache is not None:
-                covered = cache.get_seq_length()  # prompt + generated tokens but the last one
-                self._store_prefix(tuple(output[0, :covered].tolist()), cache)
-        new_tokens = output[:, width:].tolist()
+            covered = cache.get_seq_length()  # prompt + generated tokens but the last one
+            self._store_prefix((tuple(requests[0].prompt_ids) + tuple(generated[0]))[:covered], cache)
+        prompt_tokens = sum(len(r.prompt_ids) for r in requests)
         self.stats["calls"] += 1
-        self.stats["prompt_tokens"] += int(attention_mask.sum())
-        self.stats["prefill_tokens"] += int(attention_mask.sum()) - cached_len
+        self.stats["prompt_tokens"] += prompt_tokens
+        self.stats["prefill_tokens"] += prompt_tokens - cached_len
         self.stats["cached_tokens"] += cached_len
         self.stats["cache_hits"] += int(cached_len > 0)
-        generations = []
-        for tokens in new_tokens:
-            stop = None
-            for i, tok in enumerate(tokens):
-                if tok in stops:
-                    tokens, stop = tokens[: i + 1], tok
-                    break
-            else:
-                tokens = [t for t in tokens if t != pad_id] if pad_id not in stops else tokens
-            self.stats["generated_tokens"] += len(tokens)
-            text = tokenizer.decode(tokens, skip_special_tokens=True).strip()
-            generations.append(Generation(token_ids=tuple(tokens), text=text, stop_token_id=stop))
-        return generations
+        self.stats["generated_tokens"] += sum(len(g) for g in generated)
+        return [
+            Generation(
+                token_ids=tuple(g), text=tokenizer.decode(g, skip_special_tokens=True).strip(), stop_token_id=stop
+            )
+            for g, stop in zip(generated, stopped_by)
+        ]
+
+    def _forward(self, input_ids, attention_mask, position_ids, cache, *, last_only: bool) -> torch.Tensor:
+        """Logits of the last position of every row, after running ``input_ids`` through the model into ``cache``."""
+        model = self.loaded.model
+        output = model(
+            input_ids=input_ids.to(model.device),
+            attention_mask=attention_mask.to(model.device),
+            position_ids=position_ids.to(model.device),
+            use_cache=True,
+            **_forward_kwargs(model, cache, last_only),
+        )
+        return output.logits[:, -1, :]
 
     def chat_completer(self, params: SamplingParams | None = None, seed: int = 0):
         """A ``complete(prompts) -> texts`` callable on this backend (see :func:`chat_completer`)."""
