@@ -26,7 +26,6 @@ from agents.base import Assistant
 from agents.scripted import SCRIPTED, AlwaysClarify, AnswerImmediately, EagerOracle, Shotgun, WaitThenOracle
 from agents.transformers_agent import DEFAULT_SAMPLING, TransformersAssistant
 from userlm_env.backends.base import SamplingParams
-from userlm_env.backends.http_backend import HTTPBackend, is_http_spec
 
 
 def make_assistant(
@@ -54,13 +53,9 @@ def make_assistant(
                 f"unknown scripted assistant {spec!r}.{hint} Choices: {['scripted:' + n for n in SCRIPTED]}"
             )
         return SCRIPTED[name]()
-    if is_http_spec(spec):
-        backend = HTTPBackend.from_spec(spec)
-        return TransformersAssistant(backend, system_prompt=system_prompt, sampling=sampling, name=spec)
-    model = name if kind == "hf" else spec
-    from userlm_env.backends.transformers_backend import TransformersBackend  # torch: only for local models
+    from userlm_env.backends.engines import make_backend
 
-    backend = TransformersBackend.from_spec(model, device=device, dtype=dtype)
+    backend = make_backend(name if kind == "hf" else spec, device=device, dtype=dtype)
     return TransformersAssistant(backend, system_prompt=system_prompt, sampling=sampling, name=spec)
 
 

@@ -410,6 +410,8 @@ class HTTPBackend:
         max_response_bytes: a longer response body is refused (:class:`ServerResponseError`).
     """
 
+    engine = "http"
+
     def __init__(
         self,
         base_urls: str | Sequence[str],

@@ -151,6 +151,7 @@ class TransformersBackend:
     prefix_cache_size: int = 16
     min_prefix_tokens: int = 1
     _caches: OrderedDict = field(default_factory=OrderedDict, init=False, repr=False)
+    engine = "transformers"
     # Not thread-safe: one backend must not run generate from several threads when prefix_cache is on.
 
     def clear_prefix_cache(self) -> None:

@@ -161,10 +161,11 @@ def make_intent_writer(
         max_new_tokens: length budget of one intent.
         device: device of a local model.
     """
-    from userlm_env.backends import HTTPBackend, SamplingParams, TransformersBackend, is_http_spec
+    from userlm_env.backends import SamplingParams
+    from userlm_env.backends.engines import make_backend
 
     params = SamplingParams(max_new_tokens=max_new_tokens, temperature=0.0)
-    backend = HTTPBackend.from_spec(spec) if is_http_spec(spec) else TransformersBackend.from_spec(spec, device=device)
+    backend = make_backend(spec, device=device)
     return backend.chat_completer(params)
 
 

@@ -88,9 +88,9 @@ def make_judge(spec: str | Judge | None = None) -> Judge:
         if name in {"rule", "rules", "rule_based"}:
             return RuleJudge()
         if name.startswith("llm:") and spec.strip()[4:]:
-            from userlm_env.backends.transformers_backend import TransformersBackend
+            from userlm_env.backends.engines import make_backend
 
-            backend = TransformersBackend.from_spec(spec.strip()[4:])
+            backend = make_backend(spec.strip()[4:])
             return LLMJudge(generate=backend.chat_completer())
         if name == "llm":
             raise ValueError(

@@ -12,6 +12,7 @@ spec                             user
 ===============================  ==========================================================
 
 ``MODEL`` is a hub id, a local directory, a ``.gguf`` file, or ``smollm2-135m`` (bundled offline),
+optionally with an engine (``prompted:smollm2-135m?engine=llama.cpp``; see :mod:`userlm_env.backends.engines`),
 or OpenAI-compatible server(s) (vLLM, SGLang, llama.cpp; see :mod:`userlm_env.backends.http_backend`):
 ``http://HOST:PORT/v1[,http://HOST2:PORT2/v1][?tokenizer=TOK&model=NAME&mode=completions|chat]``, e.g.
 ``userlm:http://127.0.0.1:8000/v1?tokenizer=microsoft/UserLM-8b`` (UserLM needs completions mode,
@@ -23,9 +24,7 @@ from __future__ import annotations
 
 import difflib
 from pathlib import Path
-from typing import TYPE_CHECKING
 
-from userlm_env.backends.http_backend import HTTPBackend, is_http_spec
 from userlm_env.backends.models import OFFLINE_HINT, ModelLoadError
 from userlm_env.users.base import UserRequest, UserSimulator, UserTurn
 from userlm_env.users.fully_specified import FullySpecifiedUser
@@ -33,9 +32,6 @@ from userlm_env.users.human import HumanUser
 from userlm_env.users.prompted import PromptedUser, PromptedUserConfig
 from userlm_env.users.replay import ReplayUser
 from userlm_env.users.userlm import DEFAULT_USERLM, UserLMConfig, UserLMUser, task_intent
-
-if TYPE_CHECKING:
-    from userlm_env.backends.transformers_backend import TransformersBackend
 
 USER_KINDS = ("userlm", "prompted", "replay", "human", "full", "concat")
 USER_SPEC_HELP = (
@@ -46,13 +42,11 @@ USER_SPEC_HELP = (
 )
 
 
-def _backend(model: str, spec: str, device: str | None, dtype: str) -> TransformersBackend | HTTPBackend:
-    try:
-        if is_http_spec(model):
-            return HTTPBackend.from_spec(model)
-        from userlm_env.backends.transformers_backend import TransformersBackend  # torch: only for local models
+def _backend(model: str, spec: str, device: str | None, dtype: str):
+    from userlm_env.backends.engines import make_backend
 
-        return TransformersBackend.from_spec(model, device=device, dtype=dtype)
+    try:
+        return make_backend(model, device=device, dtype=dtype)
     except ModelLoadError as err:
         raise ModelLoadError(
             f"user={spec!r}: {err}" + ("" if OFFLINE_HINT in str(err) else f"\n{OFFLINE_HINT}")
