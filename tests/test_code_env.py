@@ -20,6 +20,7 @@ from userlm_env.tasks import make_task_source
 MATH_INFO_KEYS = {
     "task_id", "turn", "reward_components", "reply_kind", "answer_attempt", "extracted_answer", "correct",
     "judge_reason", "score", "shards_revealed", "num_shards", "new_shards", "user_ended", "end_reason", "user_meta",
+    "revealed_shard", "reveal_reason",
 }  # fmt: skip
 CODE_INFO_KEYS = {
     "tests_passed", "tests_failed", "tests_total", "error_type", "execution_error", "execution_seconds", "rl_safe",

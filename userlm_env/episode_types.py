@@ -21,6 +21,8 @@ class EndReason(str, enum.Enum):
     """Termination: an answer attempt after every shard was revealed."""
     USER_ENDED = "user_ended"
     """Termination: the user ended the conversation."""
+    USER_GAVE_UP = "user_gave_up"
+    """Termination: the user ended the conversation after too many unhelpful replies (profile ``patience``)."""
     MAX_TURNS = "max_turns"
     """Truncation: the episode's turn limit."""
     USER_ERROR = "user_error"
@@ -40,6 +42,8 @@ class StepInfo(TypedDict, total=False):
 
     ``reward_components`` holds every component of :data:`userlm_env.rewards.COMPONENTS`, unweighted.
     ``end_reason`` is an :class:`EndReason` value or ``None`` while the episode runs.
+    ``revealed_shard`` is the shard the latest user turn revealed, ``-1`` when it revealed none (an int
+    always, so that a vector env can batch it; ``reveal_reason`` says why).
     """
 
     task_id: str
@@ -54,6 +58,8 @@ class StepInfo(TypedDict, total=False):
     shards_revealed: list[int]
     num_shards: int
     new_shards: list[int]
+    revealed_shard: int
+    reveal_reason: str | None
     user_ended: bool
     end_reason: str | None
     user_meta: dict[str, Any]

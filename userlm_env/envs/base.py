@@ -53,6 +53,8 @@ from userlm_env.shard_detection import detect_revealed_shards
 from userlm_env.spaces import Conversation, Reply
 from userlm_env.tasks import ShardedTask, TaskSource
 from userlm_env.users import UserRequest, UserSimulator, UserTurn, make_user
+from userlm_env.users.profiles import UserProfile, resolve_profile
+from userlm_env.users.reveal import check_reveal
 
 __all__ = [
     "DEFAULT_MAX_REPLY_CHARS",
@@ -87,6 +89,9 @@ class EpisodeState:
     done: bool = False
     end_reason: EndReason | None = None
     error: str | None = None
+    reveal: str | None = None
+    profile: Any = None
+    judgements: list[Judgement] = field(default_factory=list)
 
     @property
     def all_revealed(self) -> bool:
@@ -101,6 +106,9 @@ class EpisodeState:
             revealed=tuple(self.revealed),
             turn=self.user_turns,
             seed=derive_seed("user-turn", self.user_seed, self.user_turns),
+            reveal=self.reveal,
+            profile=self.profile,
+            judgements=tuple(self.judgements),
         )
 
 
@@ -147,7 +155,33 @@ def _copy_state(state: EpisodeState | None) -> EpisodeState | None:
     """A copy that shares nothing mutable with ``state`` (the task itself is never mutated)."""
     if state is None:
         return None
-    return dataclasses.replace(state, conversation=[dict(m) for m in state.conversation], revealed=list(state.revealed))
+    return dataclasses.replace(
+        state,
+        conversation=[dict(m) for m in state.conversation],
+        revealed=list(state.revealed),
+        judgements=list(state.judgements),
+    )
+
+
+def _check_user_behaviour(
+    user: UserSimulator, reveal: str | None, user_profile: str | UserProfile | None
+) -> tuple[str | None, UserProfile | None]:
+    """Validate ``reveal=`` / ``user_profile=`` (None: the user's own settings).
+
+    Raises:
+        ValueError: an unknown mode or preset (the message lists the valid ones), or a non-default
+            setting for a user that decides for itself (UserLM, human, single-turn users).
+    """
+    mode = None if reveal is None else check_reveal(reveal)
+    profile = None if user_profile is None else resolve_profile(user_profile)
+    if not getattr(user, "env_controlled", False) and (
+        mode not in (None, "ordered") or profile not in (None, resolve_profile("lic"))
+    ):
+        raise ValueError(
+            f"reveal={reveal!r} / user_profile={user_profile!r} apply to env-controlled users only "
+            f"('replay', 'prompted:MODEL'); {user!r} decides for itself what to reveal and when to end"
+        )
+    return mode, profile
 
 
 class ShardedChatEnv(gym.Env[list, str]):
@@ -173,6 +207,8 @@ class ShardedChatEnv(gym.Env[list, str]):
         max_reply_chars: int = DEFAULT_MAX_REPLY_CHARS,
         user_device: str | None = None,
         render_mode: str | None = None,
+        reveal: str | None = None,
+        user_profile: str | UserProfile | None = None,
     ):
         if not isinstance(max_turns, int) or max_turns < 1:
             raise ValueError(f"max_turns must be a positive int, got {max_turns!r}")
@@ -183,6 +219,7 @@ class ShardedChatEnv(gym.Env[list, str]):
         self.judge = shared["judge"]
         self.reward_config = RewardConfig.from_spec(reward)
         self.user = make_user(user, device=user_device)
+        self.reveal, self.user_profile = _check_user_behaviour(self.user, reveal, user_profile)
         self.max_turns = max_turns
         self.max_reply_chars = max_reply_chars
         self.render_mode = render_mode
@@ -273,7 +310,9 @@ class ShardedChatEnv(gym.Env[list, str]):
         self.check_task(task)
         max_turns = self._episode_max_turns(options)
         user_seed = int(self.np_random.integers(SEED_SPACE))
-        self._state = EpisodeState(task=task, user_seed=user_seed, max_turns=max_turns)
+        self._state = EpisodeState(
+            task=task, user_seed=user_seed, max_turns=max_turns, reveal=self.reveal, profile=self.user_profile
+        )
         self._pending = None
         if task.num_shards > max_turns and not self._warned_turns:
             warnings.warn(
@@ -362,6 +401,7 @@ class ShardedChatEnv(gym.Env[list, str]):
         shards_hidden = not state.all_revealed
         judgement: Judgement = self.judge_reply(reply, state.task)  # before any change: a judge error changes nothing
         state.conversation.append({"role": "assistant", "content": reply})
+        state.judgements.append(judgement)
         state.turn += 1
         if judgement.answer_attempt:
             state.any_attempt = True
@@ -380,7 +420,9 @@ class ShardedChatEnv(gym.Env[list, str]):
         """Second half of ``step`` (and of ``reset``): add the user's turn to the chat."""
         self._apply_user_turn(turn)
         if self._state.user_ended:
-            self._state.done, self._state.end_reason = True, EndReason.USER_ENDED
+            gave_up = turn.meta.get("end") == "gave_up"
+            self._state.done = True
+            self._state.end_reason = EndReason.USER_GAVE_UP if gave_up else EndReason.USER_ENDED
 
     def fail_user(self, error: BaseException) -> None:
         """Instead of ``observe_user`` when the user's turn failed (a model server fault, ``BackendError``).
@@ -448,6 +490,8 @@ class ShardedChatEnv(gym.Env[list, str]):
             "shards_revealed": list(state.revealed),
             "num_shards": state.task.num_shards,
             "new_shards": new,
+            "revealed_shard": _shard_or_none(turn.meta.get("revealed_shard", new[0] if new else None)),
+            "reveal_reason": turn.meta.get("reveal_reason", self._default_reveal_reason(turn, new)),
             "user_ended": state.user_ended,
             "end_reason": None if state.end_reason is None else state.end_reason.value,
             "user_meta": dict(turn.meta),
@@ -456,6 +500,12 @@ class ShardedChatEnv(gym.Env[list, str]):
         if state.error is not None:
             info["error"] = state.error
         return info
+
+    def _default_reveal_reason(self, turn: UserTurn, new: list[int]) -> str | None:
+        """``info["reveal_reason"]`` of a LiC turn of a user that says what it reveals (its meta says nothing)."""
+        if turn.revealed is None or not turn.text:
+            return None
+        return "opening" if self._state.user_turns == 1 else ("ordered" if new else "all_revealed")
 
     def render(self) -> str | None:
         """Print (``human``) or return (``ansi``) the transcript."""
@@ -475,6 +525,11 @@ class ShardedChatEnv(gym.Env[list, str]):
         """Release the user simulator's resources."""
         self.user.close()
         super().close()
+
+
+def _shard_or_none(shard: int | None) -> int:
+    """``info["revealed_shard"]``: the shard id, or -1 for none (ints only: vector envs batch it as an array)."""
+    return -1 if shard is None else int(shard)
 
 
 class ShardedChatVectorEnv(gym.vector.VectorEnv):
@@ -501,9 +556,17 @@ class ShardedChatVectorEnv(gym.vector.VectorEnv):
         if not isinstance(num_envs, int) or num_envs < 1:
             raise ValueError(f"num_envs must be a positive int, got {num_envs!r}")
         kwargs.pop("render_mode", None)
-        self.user = make_user(kwargs.pop("user", None), device=kwargs.pop("user_device", None))
-        shared = self.env_class.build_shared(kwargs)
-        self.envs = [self.env_class(user=self.user, **shared, **kwargs) for _ in range(num_envs)]
+        population = kwargs.pop("user_population", None)
+        if population is not None:  # a user drawn per episode (userlm_env.envs.population)
+            from userlm_env.envs.population import PopulationFactory
+
+            factory = PopulationFactory(self.env_class, population, kwargs)
+            self.user = factory.users  # a UserPool: close() releases every member's user
+            self.envs = [factory.make_env() for _ in range(num_envs)]
+        else:
+            self.user = make_user(kwargs.pop("user", None), device=kwargs.pop("user_device", None))
+            shared = self.env_class.build_shared(kwargs)
+            self.envs = [self.env_class(user=self.user, **shared, **kwargs) for _ in range(num_envs)]
         self.num_envs = num_envs
         self.single_observation_space = self.envs[0].observation_space
         self.single_action_space = self.envs[0].action_space

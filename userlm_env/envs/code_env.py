@@ -19,6 +19,7 @@ from userlm_env.judge import EMPTY_CODE_INFO, CodeJudge, CodeJudgement, Judge, J
 from userlm_env.rewards import RewardConfig
 from userlm_env.tasks import DEFAULT_TASK_SPECS, ShardedTask, TaskSource
 from userlm_env.users import UserSimulator
+from userlm_env.users.profiles import UserProfile
 
 __all__ = ["UserLMCodeEnv", "UserLMCodeVectorEnv", "make_code_judge", "warn_if_not_rl_safe"]
 
@@ -122,6 +123,8 @@ class UserLMCodeEnv(ShardedChatEnv):
     | `max_reply_chars` | int                                   | 8000                    | longer replies are truncated          |
     | `user_device`     | str or None                           | None                    | device of a local user model          |
     | `render_mode`     | `"human"`, `"ansi"` or None           | None                    | `render()` prints / returns the chat  |
+    | `reveal`          | `"ordered"`, `"responsive"`, `"on_request"` or None | None (= `"ordered"`) | which shard an env-controlled user reveals (`userlm_env.users.reveal`) |
+    | `user_profile`    | preset name or `UserProfile`          | None (= `"lic"`)        | how an env-controlled user behaves (`userlm_env.users.profiles`) |
 
     >>> import gymnasium as gym, userlm_env
     >>> env = gym.make("UserLM-Code-v0", user="replay", tasks="code:procedural")
@@ -161,6 +164,8 @@ class UserLMCodeEnv(ShardedChatEnv):
         max_reply_chars: int = DEFAULT_MAX_REPLY_CHARS,
         user_device: str | None = None,
         render_mode: str | None = None,
+        reveal: str | None = None,
+        user_profile: str | UserProfile | None = None,
     ):
         super().__init__(
             user=user,
@@ -171,6 +176,8 @@ class UserLMCodeEnv(ShardedChatEnv):
             max_reply_chars=max_reply_chars,
             user_device=user_device,
             render_mode=render_mode,
+            reveal=reveal,
+            user_profile=user_profile,
         )
 
     @classmethod

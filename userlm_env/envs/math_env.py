@@ -56,7 +56,8 @@ class UserLMMathEnv(ShardedChatEnv):
     1. Termination: an answer attempt is graded correct (the first correct answer ends the chat).
     2. Termination: every shard was revealed before the assistant's reply and that reply is an answer
        attempt (its grade is the score).
-    3. Termination: the user ends the conversation (`<|endconversation|>`, or `/end` for a human).
+    3. Termination: the user ends the conversation (`<|endconversation|>`, or `/end` for a human);
+       `end_reason` `"user_gave_up"` when a profile's patience ran out.
     4. Truncation: `max_turns` assistant replies were made without any of the above.
     5. Truncation: the user's model failed (a `BackendError`: server down, timeouts, garbage answers);
        `info["end_reason"] == "user_error"` and `info["error"]` holds the cause. The run goes on.
@@ -75,6 +76,8 @@ class UserLMMathEnv(ShardedChatEnv):
     | `max_reply_chars` | int                                   | 8000                    | longer replies are truncated          |
     | `user_device`     | str or None                           | None (CUDA if present)  | device of a local user model          |
     | `render_mode`     | `"human"`, `"ansi"` or None           | None                    | `render()` prints / returns the chat  |
+    | `reveal`          | `"ordered"`, `"responsive"`, `"on_request"` or None | None (= `"ordered"`) | which shard an env-controlled user reveals (`userlm_env.users.reveal`) |
+    | `user_profile`    | preset name or `UserProfile`          | None (= `"lic"`)        | how an env-controlled user behaves (`userlm_env.users.profiles`) |
 
     >>> import gymnasium as gym, userlm_env
     >>> env = gym.make("UserLM-Math-v0", user="replay", tasks="procedural")
@@ -88,7 +91,8 @@ class UserLMMathEnv(ShardedChatEnv):
     ## Info
     `task_id`, `turn` (assistant replies so far), `reward_components`, `reply_kind`, `answer_attempt`,
     `extracted_answer`, `correct` (this reply's grade; None if not an attempt), `score` (LiC score so
-    far), `shards_revealed`, `num_shards`, `new_shards` (revealed by the latest user turn), `user_ended`,
+    far), `shards_revealed`, `num_shards`, `new_shards` (revealed by the latest user turn), `revealed_shard` / `reveal_reason` (env-controlled users:
+    which shard and why, `userlm_env.users.reveal.REVEAL_REASONS`), `user_ended`,
     `end_reason`, `reply_truncated`, `judge_reason`, `user_meta`.
 
     ## Vectorized environment
@@ -96,6 +100,9 @@ class UserLMMathEnv(ShardedChatEnv):
     one user simulator and all their pending user turns (opening turns of resets included) go to it
     in **one batched call** per step. Same seeds give the same episodes as N single envs.
     `vectorization_mode="sync"` gives Gymnasium's `SyncVectorEnv` instead (one user call per sub-env).
+    `user_population=[(entry, weight), ...]` (entries: user specs or dicts of env arguments) re-draws each
+    sub-env's user at every reset from the reset seed, reported as `info["user_name"]` and
+    `info["population_member"]` (see `userlm_env.envs.population`; vector entry point only).
 
     ## Version History
     * v0: initial version.

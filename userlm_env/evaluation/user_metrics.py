@@ -18,6 +18,8 @@ turn, intent coverage), in lexical versions that need no model:
   said, or that brings numbers the task does not contain (invented constraints).
 - :func:`intent_overlap`: share of a turn's content words found in the intent (intent adherence).
 - :func:`turn_length_stats`: words per turn.
+- :func:`closes_conversation`: the user's last turn closes the chat (thanks, bye, never mind); its
+  share over chats (``closing_share``) is "who ends" for real chats, where the user just stops.
 
 :func:`user_metrics_from_episodes` aggregates all of them over env episode records (the JSONL
 lines of :mod:`userlm_env.rollout`); :func:`user_metrics_from_conversations` over plain chats
@@ -80,6 +82,12 @@ ASSISTANT_PHRASES = (
     "therefore, the",
     "in conclusion",
 )
+_USER_SPOKE = (None, EndReason.USER_ENDED, EndReason.USER_GAVE_UP)  # steps the user answered
+CLOSING = re.compile(
+    r"\b(thanks?|thank you|thx|ty|bye|goodbye|that'?s all|that is all|never ?mind|nvm|forget it"
+    r"|perfect|great|awesome)\b"
+)
+CLOSING_MAX_WORDS = 12
 _EQUATION = re.compile(r"\d\s*[-+*/x×÷]\s*\d[\d.,]*\s*=\s*\$?\d")
 
 
@@ -171,6 +179,12 @@ def looks_like_assistant(turn: str) -> bool:
     return bool(numbered_steps)
 
 
+def closes_conversation(turn: str) -> bool:
+    """Whether a user turn closes the chat: short (<= 12 words) and thanks / says bye / gives up."""
+    text = turn.lower()
+    return len(text.split()) <= CLOSING_MAX_WORDS and bool(CLOSING.search(text))
+
+
 def termination_scores(predicted: Sequence[bool], actual: Sequence[bool]) -> dict[str, float]:
     """Precision, recall and F1 of ending the conversation (positive class: "end now").
 
@@ -248,6 +262,7 @@ def user_metrics_from_conversations(
     first_by_group: dict[str, list[str]] = defaultdict(list)
     all_turns: list[str] = []
     decomposition, share, adherence, repeated, assistant_like, turns_per_chat = [], [], [], [], [], []
+    closing = []
     for chat, group, intent in zip(conversations, groups, intents):
         turns = user_turns(chat)
         if not turns:
@@ -256,6 +271,7 @@ def user_metrics_from_conversations(
         all_turns += turns
         turns_per_chat.append(len(turns))
         share.append(first_turn_share(turns))
+        closing.append(len(turns) > 1 and closes_conversation(turns[-1]))
         assistant_like += [looks_like_assistant(t) for t in turns]
         repeated += [is_repeated_demand(t, turns[:i]) for i, t in enumerate(turns) if i > 0]
         if intent:
@@ -273,6 +289,7 @@ def user_metrics_from_conversations(
         "intent_adherence": _mean(adherence),
         "role_adherence": 1.0 - _mean(assistant_like) if assistant_like else math.nan,
         "repeated_demands": _mean(repeated),
+        "closing_share": _mean(closing),
         **{f"turn_{k}": v for k, v in turn_length_stats(all_turns).items()},
     }
 
@@ -307,7 +324,7 @@ def user_metrics_from_episodes(
         first_shards.append(len(opening) / num_shards)
         steps = r.get("steps") or []
         user_said = [len(opening)] + [
-            len(s.get("new_shards") or []) for s in steps if s.get("end_reason") in (None, EndReason.USER_ENDED)
+            len(s.get("new_shards") or []) for s in steps if s.get("end_reason") in _USER_SPOKE
         ]
         per_turn.append(float(np.mean(user_said)))
         coverage.append(r.get("shards_revealed", 0) / num_shards)
@@ -316,7 +333,7 @@ def user_metrics_from_episodes(
             added += [bool(added_numbers(t, intent)) for t in user_turns(r["transcript"])]
         ended.append(bool(steps and steps[-1].get("user_ended")))
         for step in steps:
-            if step.get("end_reason") in (None, EndReason.USER_ENDED):  # the user answered this reply
+            if step.get("end_reason") in _USER_SPOKE:  # the user answered this reply
                 predicted.append(bool(step.get("user_ended")))
                 actual.append(bool(step.get("correct")))
         if r.get("end_reason") == EndReason.CORRECT_ANSWER and termination_probes is not None:

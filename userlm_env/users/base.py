@@ -32,6 +32,11 @@ class UserRequest:
         revealed: shard ids already conveyed to the assistant, in order of revelation.
         turn: index of the user turn to write (0 = the opening message).
         seed: seed for this turn's sampling; the same request and seed give the same turn.
+        reveal: the env's ``reveal=`` mode for env-controlled users (None: the user's own, ``"ordered"``
+            for the built-in users; see :mod:`userlm_env.users.reveal`).
+        profile: the env's ``user_profile=`` (a preset name or ``UserProfile``; None: the user's own).
+        judgements: the env judge's verdict (``Judgement``) on each assistant reply so far, in order
+            (empty when the request is built outside an env); profiles read them (patience, satisfaction).
     """
 
     task: ShardedTask
@@ -39,6 +44,9 @@ class UserRequest:
     revealed: tuple[int, ...]
     turn: int
     seed: int
+    reveal: str | None = None
+    profile: Any = None
+    judgements: tuple[Any, ...] = ()
 
     @property
     def next_shard_id(self) -> int | None:
@@ -76,6 +84,8 @@ class UserSimulator(abc.ABC):
 
     name: str = "user"
     deterministic: bool = True
+    env_controlled: bool = False
+    """The env decides what it reveals: it honours the env's ``reveal=`` and ``user_profile=`` (replay, prompted)."""
 
     @abc.abstractmethod
     def respond_batch(self, requests: Sequence[UserRequest]) -> list[UserTurn]:

@@ -4,7 +4,8 @@ Small models cannot role-play a Lost-in-Conversation user on their own (they ans
 question themselves), so the env keeps control of *what* is revealed and the model only decides
 *how* it is said (README, "Design notes"):
 
-1. The next unrevealed shard is chosen (shard 1 at the opening turn, then in order).
+1. The shard to reveal is chosen by the env's ``reveal=`` mode and ``user_profile=`` (default: shard 1
+   at the opening turn, then in order; :mod:`userlm_env.users.reveal`, :mod:`userlm_env.users.profiles`).
 2. The model is asked (with a few examples) to rephrase that one fact as a short, casual message
    to the assistant. It does not see the assistant's reply: a 135M model asked to answer the
    assistant and reveal a fact at once mostly answers the question itself.
@@ -19,13 +20,26 @@ conversation (the paper's finding about prompted simulators); the env ends it by
 
 from __future__ import annotations
 
+import dataclasses
+import random
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 from userlm_env.backends.base import Backend, GenerationRequest, SamplingParams
+from userlm_env.seeding import derive_seed
 from userlm_env.shard_detection import fact_is_kept, numbers_in
 from userlm_env.users.base import UserRequest, UserSimulator, UserTurn, sample_until_accepted
+from userlm_env.users.profiles import (
+    TurnPlan,
+    UserProfile,
+    earlier_user_turns,
+    plan_turn,
+    profile_rng,
+    resolve_profile,
+    style_text,
+)
 from userlm_env.users.replay import ALL_REVEALED_MESSAGES
+from userlm_env.users.reveal import check_reveal
 
 SYSTEM_PROMPT = (
     "You rewrite a fact as a short, casual chat message that a lazy person sends to an AI assistant. "
@@ -73,14 +87,31 @@ def _clean(text: str) -> str:
 class PromptedUser(UserSimulator):
     """An assistant model prompted to rephrase one shard per turn as a lazy user.
 
+    ``reveal`` / ``profile`` (defaults; the env's ``reveal=`` / ``user_profile=`` override them) choose
+    the shard(s) of each turn and the user's behaviour exactly as for :class:`ReplayUser`; the model
+    phrases each revealed shard (one prompt per shard), nudges, repeats and endings are templated.
+
     Args:
         backend: the generation backend of the model (any instruction-tuned chat model).
         config: attempts, length bounds and sampling.
+        name: the user's name in logs.
+        reveal: default reveal mode (``"ordered"``, ``"responsive"``, ``"on_request"``).
+        profile: default behaviour profile (a preset name or a ``UserProfile``; None = ``lic``).
     """
 
     deterministic = True
+    env_controlled = True
 
-    def __init__(self, backend: Backend, config: PromptedUserConfig | None = None, name: str = "prompted"):
+    def __init__(
+        self,
+        backend: Backend,
+        config: PromptedUserConfig | None = None,
+        name: str = "prompted",
+        reveal: str | None = None,
+        profile: str | UserProfile | None = None,
+    ):
+        self.reveal = check_reveal(reveal)
+        self.profile = resolve_profile(profile)
         self.backend = backend
         self.config = config or PromptedUserConfig()
         self.name = name
@@ -111,31 +142,74 @@ class PromptedUser(UserSimulator):
             return f"leaks {sorted(leaked)}"
         return None
 
+    def settings(self, request: UserRequest) -> tuple[str, UserProfile]:
+        """The reveal mode and profile of a request (the env's, else this user's)."""
+        reveal = check_reveal(request.reveal) if request.reveal is not None else self.reveal
+        profile = resolve_profile(request.profile) if request.profile is not None else self.profile
+        return reveal, profile
+
     def respond_batch(self, requests: Sequence[UserRequest]) -> list[UserTurn]:
-        """Rephrase each request's next shard; resample rejected phrasings in batches."""
+        """Rephrase the shard(s) each request's turn reveals; resample rejected phrasings in batches."""
         results: dict[int, UserTurn] = {}
-        pending: list[int] = []
+        plans: dict[int, tuple[TurnPlan, str, UserProfile, random.Random]] = {}
+        facts: list[tuple[int, int]] = []  # (request index, shard id) to rephrase
         for index, request in enumerate(requests):
-            if request.next_shard_id is None:
-                results[index] = UserTurn(
-                    text=ALL_REVEALED_MESSAGES[request.seed % len(ALL_REVEALED_MESSAGES)], revealed=()
-                )
+            reveal, profile = self.settings(request)
+            rng = profile_rng(request)
+            plan = plan_turn(request, reveal, profile, rng)
+            meta = plan.meta(reveal, profile)
+            if plan.ended:
+                results[index] = UserTurn(text=plan.text or "", ended=True, revealed=(), meta=meta)
+            elif not plan.shards:
+                text = plan.text or ALL_REVEALED_MESSAGES[request.seed % len(ALL_REVEALED_MESSAGES)]
+                text = style_text(text, profile, rng, earlier_user_turns(request), pad=plan.reason != "repeat")
+                results[index] = UserTurn(text=text, revealed=(), meta=meta)
             else:
-                pending.append(index)
-        asked = [requests[i] for i in pending]
+                plans[index] = (plan, reveal, profile, rng)
+                facts += [(index, shard) for shard in plan.shards]
+        fact_requests = [
+            requests[i]
+            if n == 0
+            else dataclasses.replace(requests[i], seed=derive_seed("prompted-fact", requests[i].seed, n))
+            for i, n in _numbered(facts)
+        ]
         sampled = sample_until_accepted(
             self.backend,
-            asked,
-            lambda k, seed: GenerationRequest(self._prompt(asked[k].task.shard(asked[k].next_shard_id).text), seed),
-            lambda k, generation: self.accepts(asked[k], asked[k].next_shard_id, _clean(generation.text)),
+            fact_requests,
+            lambda k, seed: GenerationRequest(self._prompt(requests[facts[k][0]].task.shard(facts[k][1]).text), seed),
+            lambda k, generation: self.accepts(requests[facts[k][0]], facts[k][1], _clean(generation.text)),
             max_attempts=self.config.max_attempts,
             params=self.config.sampling,
             stop_token_ids=self._stops,
         )
-        for index, request, outcome in zip(pending, asked, sampled):
-            shard = request.next_shard_id
+        texts: dict[int, list[str]] = {}
+        stats: dict[int, dict] = {}
+        for (index, shard), outcome in zip(facts, sampled):
             # after max_attempts rejected phrasings the fact is said plainly
-            text = _clean(outcome.generation.text) if outcome.accepted else request.task.shard(shard).text
-            meta = {"attempts": outcome.attempts, "fallback": not outcome.accepted, "rejections": outcome.rejections}
-            results[index] = UserTurn(text=text, revealed=(shard,), meta=meta)
+            text = _clean(outcome.generation.text) if outcome.accepted else requests[index].task.shard(shard).text
+            texts.setdefault(index, []).append(text)
+            entry = stats.setdefault(index, {"attempts": 0, "fallback": False, "rejections": []})
+            entry["attempts"] += outcome.attempts
+            entry["fallback"] = entry["fallback"] or not outcome.accepted
+            entry["rejections"] += outcome.rejections
+        for index, (plan, reveal, profile, rng) in plans.items():
+            text = style_text(
+                " ".join(texts[index]),
+                profile,
+                rng,
+                earlier_user_turns(requests[index]),
+                opening=requests[index].turn == 0,
+            )
+            meta = {**stats[index], **plan.meta(reveal, profile)}
+            results[index] = UserTurn(text=text, revealed=plan.shards, meta=meta)
         return [results[i] for i in range(len(requests))]
+
+
+def _numbered(facts: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    """``(request index, n)``: the n-th fact of its request (n = 0 keeps the request's own seed)."""
+    seen: dict[int, int] = {}
+    numbered = []
+    for index, _ in facts:
+        numbered.append((index, seen.get(index, 0)))
+        seen[index] = seen.get(index, 0) + 1
+    return numbered
