@@ -10,6 +10,8 @@ the cost fields of episodes, summaries and training steps.
 from __future__ import annotations
 
 import json
+import threading
+import time
 from types import SimpleNamespace
 
 import numpy as np
@@ -442,3 +444,67 @@ def test_episode_spec_policy_seed_drives_the_reply_seed():
         ("b", 0, derive_seed("assistant-turn", 8, 0)),
         ("b", 1, derive_seed("assistant-turn", 8, 1)),
     ]
+
+
+# --------------------------------------------------------------------------- overlap
+
+
+@pytest.mark.parametrize("which", ["replay", "lm"])
+def test_overlap_plays_the_same_episodes(which, request):
+    """run(overlap=True): two cohorts in turn, the same records per seed as without overlap."""
+    user = make_user("replay") if which == "replay" else request.getfixturevalue("lm_user")
+    make_env = env_factory(user, max_turns=8 if which == "replay" else 3)
+    assistant = make_assistant("scripted:oracle" if which == "replay" else "scripted:clarify")
+    plain = run_episodes(make_env, assistant, SEEDS, batch_size=4)
+    overlapped = run_episodes(make_env, assistant, SEEDS, batch_size=4, overlap=True)
+    assert stable(plain) == stable(overlapped)
+    assert all(not r["error"] for r in overlapped)
+
+
+class SlowUser(CountingUser):
+    """A replay user that takes ``delay`` seconds per request (a one-at-a-time engine) and says when it is busy."""
+
+    def __init__(self, delay: float):
+        super().__init__(make_user("replay"))
+        self.delay, self.busy = delay, threading.Event()
+
+    def respond_batch(self, requests):
+        self.busy.set()
+        try:
+            time.sleep(self.delay * len(requests))
+            return super().respond_batch(requests)
+        finally:
+            self.busy.clear()
+
+
+def test_overlap_runs_the_policy_while_the_user_answers():
+    """With overlap, one cohort's replies are generated during the other cohort's user call, never the same cohort's."""
+    user = SlowUser(0.05)
+    seen = []  # (slots of the policy call, user busy at that moment, slots of episodes the user is answering)
+
+    def policy(episodes):
+        time.sleep(0.03 * len(episodes))
+        seen.append(({e.slot for e in episodes}, user.busy.is_set()))
+        return ["Could you tell me more?"] * len(episodes)
+
+    envs = [env_factory(user, max_turns=3)() for _ in range(4)]
+    driver = EpisodeDriver(envs)
+    specs = [EpisodeSpec(seed) for seed in range(8)]
+    done = list(driver.run(specs, policy, overlap=True))
+    assert sorted(e.seed for e in done) == list(range(8)) and all(e.error is None for e in done)
+    assert all(slots <= {0, 2} or slots <= {1, 3} for slots, _ in seen)  # one cohort per policy call
+    assert sum(busy for _, busy in seen) >= len(seen) // 2  # most policy calls ran during a user call
+    seen.clear()
+    list(EpisodeDriver([env_factory(user, max_turns=3)() for _ in range(4)]).run(specs, policy))
+    assert not any(busy for _, busy in seen)  # without overlap the policy never runs during a user call
+
+
+def test_overlap_with_errors_raise_propagates_a_user_failure():
+    user = FailingUser(fail_on=3, error=RuntimeError("user exploded"))
+    envs = [env_factory(user, max_turns=4)() for _ in range(2)]
+    with pytest.raises(RuntimeError, match="user exploded"):
+        list(
+            EpisodeDriver(envs, errors="raise").run(
+                [EpisodeSpec(s) for s in range(4)], lambda eps: ["Hm?"] * len(eps), overlap=True
+            )
+        )

@@ -91,3 +91,29 @@ def make_args(cls: type[T], presets: Mapping[str, Mapping[str, Any]], preset: st
     if preset not in presets:
         raise ValueError(f"unknown preset {preset!r}; presets: {sorted(presets)}")
     return cls(**{"preset": preset, **presets[preset], **overrides})
+
+
+USER_POPULATION_HELP = """users drawn per episode instead of --user: `replay:0.5,prompted:smollm2-135m:0.5`
+    (specs with optional :WEIGHT) or JSON `[["replay", 1], [{"user": "replay", "reveal": "responsive"}, 1]]`
+    (entries: spec strings or objects of env arguments); the member is a function of the env seed
+    (a GRPO group shares it); empty = --user only (see userlm_env.envs.population)"""
+
+
+def parse_user_population(text: str) -> list[tuple[Any, float]] | None:
+    """The ``--user_population`` value as ``(entry, weight)`` pairs; None when empty.
+
+    Raises:
+        ValueError: a malformed population (checked before any model loads).
+    """
+    if not text or not text.strip():
+        return None
+    from userlm_env.envs.population import parse_population
+
+    return parse_population(text)
+
+
+def population_env_factory(env_id: str, text: str, env_kwargs: dict[str, Any]):
+    """``make_env()`` for a user population: envs that share the members' users, tasks and judge."""
+    from userlm_env.envs.population import PopulationFactory
+
+    return PopulationFactory(env_id, parse_user_population(text), env_kwargs).make_env

@@ -38,8 +38,11 @@ DEFAULT_ENV = "math"
 """``--env`` default (UserLM-Math-v0)."""
 ENV_DEFAULTS = env_defaults(DEFAULT_ENV)
 """The env constructor's defaults behind ``rollout --reward`` and ``--max-turns`` (same in every env; tested)."""
-OFFLINE_USER = "prompted:smollm2-135m"
-"""``rollout --user`` default: the bundled model as a prompted user (the env's default, UserLM-8b, needs the hub)."""
+OFFLINE_USER = "prompted:smollm2-135m?engine=auto"
+"""``rollout --user`` default: the bundled model as a prompted user (the env's default, UserLM-8b, needs the hub), on
+the fastest engine available (``engine=auto``: llama.cpp on a CPU when installed; see userlm_env.backends.engines)."""
+OFFLINE_ASSISTANT = "smollm2-135m?engine=auto"
+"""``rollout --assistant`` default: the bundled model, on the fastest engine available."""
 ENV_HELP = f"env: {' or '.join(f'{short} ({env_id})' for short, env_id in FAMILY_ENV_IDS.items())}"
 TASKS_HELP = (
     "task spec; default: the env's ("
@@ -63,7 +66,9 @@ def main() -> None:
 @app.command()
 def rollout(
     assistant: str = typer.Option(
-        "smollm2-135m", help="assistant: a model (hub id, dir, .gguf, smollm2-135m) or scripted:NAME"
+        OFFLINE_ASSISTANT,
+        help="assistant: a model (hub id, dir, .gguf, smollm2-135m; ?engine=transformers|llama.cpp|llama-server|auto) "
+        "or scripted:NAME",
     ),
     user: str = typer.Option(
         OFFLINE_USER,
@@ -82,6 +87,9 @@ def rollout(
         ENV_DEFAULTS["max_turns"], min=1, help="assistant replies before truncation; default: the env's"
     ),
     batch_size: int = typer.Option(3, min=1, help="episodes stepped together (batched model calls)"),
+    overlap: bool = typer.Option(
+        False, help="generate half the replies while the user answers the other half (both engines busy at once)"
+    ),
     out: Path = typer.Option(Path("runs/rollout.jsonl"), help="JSONL file, one line per episode"),
     resume: bool = typer.Option(False, help="continue an existing log, skipping finished episodes"),
     overwrite: bool = typer.Option(False, help="start the log over"),
@@ -124,6 +132,7 @@ def rollout(
             console.print(f"[red]error:[/] {escape(printable(err))}")
             raise typer.Exit(code=2) from err
         load_seconds = time.perf_counter() - started
+        console.print(f"engines: assistant {engine_name(agent)}, user {engine_name(user_sim)}", markup=False)
         seeds = list(range(seed, seed + episodes))
         todo = [s for s in seeds if f"seed={s}" not in log.done_keys]
         if resume and len(todo) < len(seeds):
@@ -155,6 +164,7 @@ def rollout(
                 log=log,
                 meta=meta,
                 on_episode=lambda record: progress.advance(bar),
+                overlap=overlap,
             )
         wall = time.perf_counter() - started
         wanted = set(seeds)
@@ -170,6 +180,28 @@ def rollout(
             console.print(
                 f"[red]{summary['errors']} episode(s) failed; their tracebacks are in the log's 'error' field[/]"
             )
+
+
+def engine_name(component) -> str:
+    """The engine running an assistant's or a user's model (``transformers``, ``llama.cpp``...), or ``none``."""
+    return getattr(getattr(component, "backend", None), "engine", "none")
+
+
+def spec_engine(spec: str) -> str:
+    """The engine a model spec runs on (``engine=auto`` resolved), ``http`` for a server, ``none`` without a model."""
+    from userlm_env.backends.engines import resolve_engine, split_options
+
+    kind, _, rest = spec.partition(":")
+    model = rest if kind in ("prompted", "userlm", "hf") and rest else spec
+    if model.startswith(("http://", "https://")):
+        return "http"
+    if kind in ("replay", "human", "full", "concat", "scripted"):
+        return "none"
+    try:
+        model, options = split_options(model)
+    except ValueError:
+        return "?"
+    return resolve_engine(model, options.get("engine", "transformers"))
 
 
 def _open_log(path: Path, **kwargs):
@@ -203,9 +235,11 @@ def _print_log_problems(path: Path, problems: list, limit: int = 10) -> None:
 
 @app.command()
 def evaluate(
-    assistant: list[str] = typer.Option(["smollm2-135m"], help="assistant spec (repeat the option for several)"),
+    assistant: list[str] = typer.Option(
+        [OFFLINE_ASSISTANT], help="assistant spec (repeat the option for several; ?engine=... picks the engine)"
+    ),
     user: list[str] = typer.Option(
-        ["replay", "prompted:smollm2-135m"], help="user spec for the SHARDED setting (repeat for several)"
+        ["replay", OFFLINE_USER], help="user spec for the SHARDED setting (repeat for several)"
     ),
     setting: list[str] = typer.Option(["FULL", "CONCAT", "SHARDED"], help="FULL, CONCAT and/or SHARDED"),
     env: str = typer.Option(DEFAULT_ENV, help=ENV_HELP),
@@ -267,6 +301,8 @@ def evaluate(
         )
     except ValueError as err:
         raise typer.BadParameter(str(err)) from err
+    engines = ", ".join(f"{spec}: {spec_engine(spec)}" for spec in [*assistant, *user])
+    console.print(f"engines: {escape(printable(engines))}")
     columns = (TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                TimeRemainingColumn())  # fmt: skip
     with Progress(*columns, console=console) as progress:
@@ -310,6 +346,77 @@ def report(
     contents = read_log(path, required=EVAL_RECORD_FIELDS)  # read-only: no lock, works while a run writes
     _print_log_problems(path, contents.problems)
     _write_evaluation_reports(out, contents.records, human_reference, seed, user_judge)
+
+
+@app.command()
+def matrix(
+    out: Path = typer.Option(Path("runs/matrix"), help="output folder (rerun with the same folder to resume)"),
+    train_user: list[str] = typer.Option(
+        None,
+        help="training user (repeat; spec or JSON object of env arguments); default: replay, replay[reveal=responsive]",
+    ),
+    test_user: list[str] = typer.Option(
+        None,
+        help="test user (repeat; spec or JSON object); default: replay, replay[reveal=responsive] (if the env takes "
+        "reveal=), prompted:smollm2-135m, and the flipped User LM of --userlm-path",
+    ),
+    userlm_path: Path = typer.Option(
+        None, help="a trained flipped User LM (training/train_userlm.py run dir or its final/): added as a test user"
+    ),
+    env: str = typer.Option(DEFAULT_ENV, help=ENV_HELP),
+    tasks: str = typer.Option("", help="task spec (default: the env's)"),
+    steps: int = typer.Option(20, min=1, help="GRPO steps per training user (tiny preset)"),
+    train_tasks: int = typer.Option(32, min=1, help="training env seeds per training user"),
+    episodes: int = typer.Option(24, min=1, help="evaluation episodes per cell"),
+    max_turns: int = typer.Option(3, min=1, help="turn limit of training and evaluation episodes"),
+    policy: str = typer.Option("tiny", help="initial policy: tiny (CPU), smollm2-135m, or a model path / hub id"),
+    seed: int = typer.Option(1, help="training seed (and bootstrap seed)"),
+) -> None:
+    """Robustness matrix: train one GRPO policy per training user, evaluate each against every test user.
+
+    Writes matrix.json, matrix.csv, report.html (heatmaps with 95% CIs, in-distribution vs held-out gap)
+    and summary.md; per-cell episodes are appended to cells/*.jsonl, so a rerun resumes.
+    """
+    from userlm_env.evaluation.matrix import MatrixConfig, matrix_tables, run_matrix
+    from userlm_env.evaluation.report import format_cell
+
+    def entry(text: str):
+        text = text.strip()
+        if text.startswith("{"):
+            try:
+                return json.loads(text)
+            except json.JSONDecodeError as err:
+                raise typer.BadParameter(f"invalid JSON user {text!r}: {err.msg}") from None
+        return text
+
+    try:
+        config = MatrixConfig(
+            out_dir=out,
+            train_users=[entry(u) for u in train_user] if train_user else None,
+            test_users=[entry(u) for u in test_user] if test_user else None,
+            userlm_path=userlm_path,
+            env=resolve_env_id(env),
+            tasks=tasks,
+            max_turns=max_turns,
+            train_overrides={"max_steps": steps, "num_train_tasks": train_tasks, "policy": policy},
+            eval_episodes=episodes,
+            seed=seed,
+        )
+        result = run_matrix(config, console=console)
+    except (ValueError, TypeError, OSError) as err:
+        console.print(f"[red]error:[/] {escape(printable(err))}")
+        raise typer.Exit(code=2) from err
+    tables = matrix_tables(result.metrics)
+    for table in [*tables[:3], tables[-2]]:  # score, turns, premature answers, the gap
+        rich_table = Table(title=table.title, title_justify="left")
+        for column in table.columns:
+            rich_table.add_column(column, overflow="fold")
+        for row in table.rows:
+            rich_table.add_row(*(Text(printable(format_cell(c))) for c in row))
+        console.print(rich_table)
+    for note in result.metrics["notes"]:
+        console.print(Text(printable(f"note: {note}")))
+    console.print(Text(printable(f"report: {result.paths['report']}  table: {result.paths['csv']}")))
 
 
 # columns of the report tables left out of the terminal print (they are in summary.md and report.html)
@@ -363,8 +470,8 @@ def _write_evaluation_reports(
 
 def _judge_user_turns(out: Path, records: list, spec: str, human_turns: list | None, seed: int) -> dict:
     """LM-judged user metrics, cached in ``out/llm_user_metrics.json`` per judge and episode count."""
-    from userlm_env.backends.http_backend import HTTPBackend, is_http_spec
-    from userlm_env.backends.transformers_backend import SamplingParams, TransformersBackend
+    from userlm_env.backends.base import SamplingParams
+    from userlm_env.backends.engines import make_backend
     from userlm_env.evaluation.analysis import HUMAN_ROW
     from userlm_env.evaluation.llm_user_metrics import judge_users
 
@@ -372,7 +479,7 @@ def _judge_user_turns(out: Path, records: list, spec: str, human_turns: list | N
     key = f"{spec}|episodes={len(records)}|human={len(human_turns or [])}|seed={seed}"
     cached = json.loads(cache.read_text()) if cache.exists() else {}
     if key not in cached:
-        backend = HTTPBackend.from_spec(spec) if is_http_spec(spec) else TransformersBackend.from_spec(spec)
+        backend = make_backend(spec)
         complete = backend.chat_completer(SamplingParams(max_new_tokens=4, temperature=0.0))
         with console.status(f"LM judge {spec}: role adherence and naturalness of user turns..."):
             cached[key] = judge_users(records, complete, human_turns=human_turns, human_name=HUMAN_ROW, seed=seed)

@@ -46,6 +46,7 @@ with ``user_calls`` and ``policy_calls`` counting distinct batched calls.
 
 from __future__ import annotations
 
+import threading
 import time
 import traceback
 from collections import deque
@@ -296,6 +297,7 @@ class EpisodeDriver:
             raise ValueError(f"errors must be 'record' or 'raise', got {errors!r}")
         self.envs = list(envs)
         self.errors = errors
+        self._stats_lock = threading.Lock()
         self.stats: dict[str, float] = {**empty_cost(), "policy_calls": 0}
         """Totals since the driver was built; ``user_calls`` / ``policy_calls`` count distinct batched calls."""
 
@@ -436,7 +438,8 @@ class EpisodeDriver:
         return Outcome(move, view=view, error=error)
 
     def _count(self, name: str, value: float) -> None:
-        self.stats[name] = self.stats.get(name, 0) + value
+        with self._stats_lock:  # the overlapped run counts from two threads
+            self.stats[name] = self.stats.get(name, 0) + value
 
     # ------------------------------------------------------------------ whole episodes, replies from a policy
     def run(
@@ -445,16 +448,28 @@ class EpisodeDriver:
         policy: Policy,
         *,
         on_step: Callable[[LiveEpisode], None] | None = None,
+        overlap: bool = False,
     ) -> Iterator[LiveEpisode]:
         """Play every episode to its end, ``len(envs)`` at a time; yield each one as it finishes.
 
         Args:
             episodes: the queue (one :class:`EpisodeSpec` per episode); free slots take the next one.
-            policy: ``policy(live_episodes) -> replies``, called once per round for every live episode.
+            policy: ``policy(live_episodes) -> replies``, called once per round for every live episode
+                (of a cohort, with ``overlap``).
             on_step: called after each step of an episode that goes on (``episode.stop()`` ends it).
+            overlap: keep the user and the policy busy at the same time. The slots form two cohorts
+                (even and odd slots) played in turn: while one cohort's user call runs (in a worker
+                thread), the other cohort's replies are generated. Worth it when the user and the policy
+                run on different engines or devices (a server, a GPU, llama.cpp next to torch on separate
+                cores); each call batches half as many episodes. Episodes are the same as without
+                overlap (an episode's tokens depend only on its seeds); only the order in which they
+                finish changes. Needs at least two envs (with one, it is ignored).
         """
         queue = deque(episodes)
         slots: list[LiveEpisode | None] = [None] * len(self.envs)
+        cohorts = [list(range(0, len(self.envs), 2)), list(range(1, len(self.envs), 2))]
+        if not overlap or len(self.envs) < 2:
+            cohorts = [list(range(len(self.envs)))]
 
         def refill(slot: int) -> Move | None:
             slots[slot] = None
@@ -464,17 +479,18 @@ class EpisodeDriver:
             slots[slot] = episode
             return Move.start(slot, episode.seed, episode.spec.options, episode)
 
-        while True:
-            live = [episode for episode in slots if episode is not None]
+        def prepare(cohort: list[int]) -> tuple[list[Move], list[LiveEpisode]]:
+            """The cohort's policy call: its moves for the next round, and the episodes whose reply failed."""
+            live = [slots[slot] for slot in cohort if slots[slot] is not None]
             finished = self._ask_policy(policy, live)
             for episode in finished:
                 slots[episode.slot] = None
             moves = [Move.act(e.slot, e.reply, e) for e in live if e.error is None]
-            moves += [move for slot in range(len(slots)) if slots[slot] is None and (move := refill(slot))]
-            if not moves:
-                yield from finished
-                return
-            for outcome in self.round(moves, refill):
+            moves += [move for slot in cohort if slots[slot] is None and (move := refill(slot))]
+            return moves, finished
+
+        def settle(outcomes: list[Outcome], finished: list[LiveEpisode]) -> list[LiveEpisode]:
+            for outcome in outcomes:
                 episode = outcome.move.episode
                 episode._apply(outcome)
                 if on_step is not None and not outcome.move.reset and not episode.done:
@@ -483,7 +499,40 @@ class EpisodeDriver:
                     if slots[episode.slot] is episode:
                         slots[episode.slot] = None
                     finished.append(episode)
-            yield from finished
+            return finished
+
+        if len(cohorts) == 1:
+            while True:
+                moves, finished = prepare(cohorts[0])
+                if not moves:
+                    yield from finished
+                    return
+                yield from settle(self.round(moves, refill), finished)
+
+        # Two cohorts: cohort c's round (its user call) runs in the worker while cohort 1-c's policy runs here.
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="episode-driver-user") as worker:
+            in_flight: list = [None, None]  # per cohort: (future of its round, episodes that failed their reply)
+            idle = [False, False]
+            c = 0
+            while not all(idle):
+                moves, finished = prepare(cohorts[c])  # overlaps the other cohort's round, if one is in flight
+                if moves:
+                    in_flight[c] = (worker.submit(self.round, moves, refill), finished)
+                else:
+                    idle[c] = not queue
+                    yield from finished
+                other = 1 - c
+                if in_flight[other] is not None:
+                    future, other_finished = in_flight[other]
+                    in_flight[other] = None
+                    yield from settle(future.result(), other_finished)
+                    idle[other] = False
+                c = other
+            for pending in in_flight:
+                if pending is not None:
+                    yield from settle(pending[0].result(), pending[1])
 
     def _ask_policy(self, policy: Policy, live: list[LiveEpisode]) -> list[LiveEpisode]:
         """Set every live episode's ``reply`` with one policy call; return the episodes whose reply failed.

@@ -105,6 +105,7 @@ def run_episodes(
     options: Sequence[dict[str, Any] | None] | None = None,
     key_prefix: str = "",
     before_log: Callable[[dict[str, Any]], None] | None = None,
+    overlap: bool = False,
 ) -> list[dict[str, Any]]:
     """Run one episode per seed (skipping episodes already in ``log``) and return their records.
 
@@ -121,6 +122,8 @@ def run_episodes(
         key_prefix: prepended to each record's ``episode_key`` (``f"{key_prefix}seed={seed}"``), so that
             several runs (settings, users) can share one log and resume independently.
         before_log: called with each finished record before it is written (may add fields).
+        overlap: generate one half of the episodes' replies while the user answers the other half
+            (:meth:`EpisodeDriver.run`); same records, finished in another order.
     """
     meta = dict(meta or {})
     if options is not None and len(options) != len(seeds):
@@ -134,7 +137,7 @@ def run_episodes(
         return []
     driver = EpisodeDriver([make_env() for _ in range(min(batch_size, len(todo)))], errors="record")
     records: list[dict[str, Any]] = []
-    for episode in driver.run(todo, assistant_policy(assistant)):
+    for episode in driver.run(todo, assistant_policy(assistant), overlap=overlap):
         record = _record(episode, meta)
         if before_log is not None:
             try:
