@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import hashlib
 import json
 import os
 import random
@@ -84,6 +85,10 @@ class Args:
     user: str = "replay"
     """user simulator spec (userlm_env.users): replay, prompted:smollm2-135m,
     userlm:http://HOST:PORT/v1?tokenizer=microsoft/UserLM-8b, ..."""
+    user_population: str = ""
+    """users drawn per episode (the member is a function of the env seed: a group shares it), e.g.
+    `replay:0.5,prompted:smollm2-135m:0.5` or JSON `[["replay", 1], [{"user": "replay", "reveal": "responsive"}, 1]]`;
+    members without a user use --user; empty = --user only (userlm_env.envs.population)"""
     tasks: str = ""
     """task source spec of the env (math: procedural, gsm8k, ...; code: code:procedural, humaneval:PATH);
     empty = the env's default"""
@@ -112,6 +117,10 @@ class Args:
     """optimizer steps (one generation batch per step)"""
     prompts_per_step: int = 2
     """GRPO groups (distinct env seeds) per step and process"""
+    per_device_episodes: int = 0
+    """episodes per step and process; 0 = prompts_per_step * num_generations (whole groups on every process).
+    With N processes a step plays N * per_device_episodes episodes (a multiple of num_generations) and a group
+    may span processes, e.g. large groups over many GPUs"""
     num_generations: int = 4
     """episodes per group (same env seed, different policy seeds)"""
     learning_rate: float = 1e-3
@@ -126,6 +135,13 @@ class Args:
     """TRL loss normalisation: grpo, dr_grpo, dapo, bnpo, ..."""
     scale_rewards: str = "group"
     """advantage scaling: group (GRPO), batch, none (Dr. GRPO)"""
+    credit: str = "episode"
+    """credit assignment (training/credit.py): `episode` (GRPO: every token gets its episode's group advantage),
+    `return_to_go` (each assistant turn: its discounted return-to-go minus the group's leave-one-out mean return),
+    `turn_baseline` (each turn: its return-to-go minus the leave-one-out mean return-to-go of the group's episodes
+    that reached that turn)"""
+    gamma: float = 1.0
+    """discount per assistant turn of the per-turn credit modes"""
     temperature: float = 1.0
     """policy sampling temperature (TRL's loss uses the same value)"""
     top_p: float = 1.0
@@ -149,7 +165,7 @@ class Args:
     run_dir: str = ""
     """{output_dir}/{run_name} (computed)"""
     batch_size: int = 0
-    """episodes per step and process = prompts_per_step * num_generations (computed)"""
+    """episodes per step and process = per_device_episodes or prompts_per_step * num_generations (computed)"""
 
     def __post_init__(self):
         if self.num_generations < 2:
@@ -158,6 +174,11 @@ class Args:
             )
         if self.prompts_per_step < 1:
             raise ValueError(f"prompts_per_step={self.prompts_per_step} must be >= 1")
+        if self.per_device_episodes < 0:
+            raise ValueError(f"per_device_episodes={self.per_device_episodes} must be >= 0 (0 = whole groups)")
+        from training.credit import check_credit
+
+        check_credit(self.credit, self.gamma, self.scale_rewards)
         if self.max_new_tokens >= self.max_completion_tokens:
             raise ValueError(
                 f"max_new_tokens={self.max_new_tokens} must be smaller than "
@@ -173,7 +194,8 @@ class Args:
         from userlm_env.envs import check_env_specs
 
         check_env_specs(self.env, tasks=self.tasks, reward=self.reward)  # a typo fails here, before any model loads
-        self.batch_size = self.prompts_per_step * self.num_generations
+        args_lib.parse_user_population(self.user_population)  # a malformed population fails here too
+        self.batch_size = self.per_device_episodes or self.prompts_per_step * self.num_generations
         if not self.run_name:
             self.run_name = default_run_name(self)
         self.run_dir = str(Path(self.output_dir) / self.run_name)
@@ -243,6 +265,8 @@ def default_run_name(args: Args) -> str:
 
     policy = Path(args.policy).name or args.policy
     user = args.user.split("?")[0].replace("http://", "").replace("/", "-").replace(":", "-")
+    if args.user_population:  # a short stable digest of the population
+        user = "population-" + hashlib.sha1(args.user_population.encode()).hexdigest()[:8]
     reward = args.reward.replace(":", "-").replace(",", "_").replace("=", "")
     return f"{resolve_env_id(args.env)}__{args.exp_name}__{policy}__{user}__{reward}__{args.seed}"
 
@@ -267,9 +291,12 @@ def make_env_factory(args: Args):
     from userlm_env.envs import make_env_task_source, make_unwrapped_env
     from userlm_env.users import make_user
 
-    kwargs = {"user": make_user(args.user), "reward": args.reward, "max_turns": args.max_turns}
+    kwargs = {"reward": args.reward, "max_turns": args.max_turns}
     if args.tasks:
         kwargs["tasks"] = make_env_task_source(args.env, args.tasks)
+    if args.user_population:  # members share users, tasks and judge; --user is the default member user
+        return args_lib.population_env_factory(args.env, args.user_population, {**kwargs, "user": args.user})
+    kwargs["user"] = make_user(args.user)
     return functools.partial(make_unwrapped_env, args.env, **kwargs)
 
 
@@ -311,7 +338,10 @@ def load_policy(args: Args, make_env):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     if args.policy == "tiny":
-        path = build_tiny_policy(Path(args.output_dir) / "_models" / "tiny_policy", make_env)
+        from accelerate import PartialState
+
+        with PartialState().main_process_first():  # several processes: one builds it, the others load it
+            path = build_tiny_policy(Path(args.output_dir) / "_models" / "tiny_policy", make_env)
         return AutoModelForCausalLM.from_pretrained(path), AutoTokenizer.from_pretrained(path)
     if args.policy == "smollm2-135m":
         from userlm_env.backends.models import load_model
@@ -436,6 +466,59 @@ def make_callback(args: Args, tokenizer, make_env, metrics_path: Path, episodes_
 # ---------------------------------------------------------------------------------------------
 
 
+@functools.cache
+def credit_trainer_class():
+    """``TurnCreditGRPOTrainer``: TRL's ``GRPOTrainer`` with per-token advantages for ``--credit`` (built lazily)."""
+    from accelerate.utils import gather_object
+    from trl import GRPOTrainer
+
+    from training import credit as credit_lib
+
+    class TurnCreditGRPOTrainer(GRPOTrainer):
+        """``GRPOTrainer(credit=..., gamma=...)``: each assistant turn's tokens get their own advantage.
+
+        ``credit="episode"`` is TRL's GRPO unchanged. Otherwise, after TRL has generated, scored and computed its
+        group advantages (kept for its logs), the ``(B,)`` advantages are replaced by a ``(B, T)`` tensor (TRL
+        1.16's ``_compute_loss`` takes it as is: it only unsqueezes 1-d advantages). The per-turn rewards are the
+        rollout's extra fields ``step_rewards``/``turn_ids`` (``training.rollout_func``), **gathered over all
+        processes first** (a group may span processes; TRL gathers its rewards the same way), turned into
+        advantages by :func:`training.credit.turn_advantages` with TRL's ``scale_rewards``, and sliced back to
+        this process's rows. The loss mask is unchanged (``completion_mask * env_mask``): env tokens get
+        advantage 0 and no loss. The per-turn rewards are the env's (``--reward``); other TRL reward functions
+        then only log.
+        """
+
+        def __init__(self, *args, credit: str = "episode", gamma: float = 1.0, **kwargs):
+            credit_lib.check_credit(credit, gamma)
+            super().__init__(*args, **kwargs)
+            self.credit, self.credit_gamma = credit, gamma
+
+        def _generate_and_score_completions(self, inputs):
+            output = super()._generate_and_score_completions(inputs)
+            if self.credit == "episode":
+                return output
+            missing = [k for k in ("step_rewards", "turn_ids") if k not in inputs[0]]
+            if missing:
+                raise ValueError(
+                    f"credit={self.credit!r} needs the rollout fields {missing}: "
+                    "use training.rollout_func.make_rollout_func"
+                )
+            mode = "train" if self.model.training else "eval"
+            groups = self.num_generations if mode == "train" else self.num_generations_eval
+            every = gather_object([list(x["step_rewards"]) for x in inputs])  # process 0's rows, then 1's, ...
+            advantages = credit_lib.turn_advantages(
+                every, groups, self.credit, gamma=self.credit_gamma, scale=str(self.scale_rewards)
+            )
+            start = self.accelerator.process_index * len(inputs)
+            mine = advantages[start : start + len(inputs)]
+            width = output["completion_ids"].shape[1]
+            tokens = credit_lib.token_advantages(mine, [x["turn_ids"] for x in inputs], width)
+            output["advantages"] = tokens.to(output["completion_ids"].device)
+            return output
+
+    return TurnCreditGRPOTrainer
+
+
 class BarOnlyProgress(ProgressCallback):
     """transformers' tqdm progress bar without its raw log-dict lines (GRPOLogCallback prints the metrics)."""
 
@@ -446,7 +529,7 @@ class BarOnlyProgress(ProgressCallback):
 def train(args: Args) -> dict[str, Any]:
     """Run one GRPO training (and its evaluations); return the metrics history and the summary."""
     from transformers import set_seed
-    from trl import GRPOConfig, GRPOTrainer
+    from trl import GRPOConfig
 
     from training.rollout_func import env_reward, make_prompt_dataset, make_rollout_func
 
@@ -467,7 +550,7 @@ def train(args: Args) -> dict[str, Any]:
 
         resume = get_last_checkpoint(str(run_dir))
     metrics_path, episodes_path = run_dir / "metrics.jsonl", run_dir / "eval_episodes.jsonl"
-    if not resume:  # a fresh run starts fresh logs
+    if not resume and int(os.environ.get("RANK", "0")) == 0:  # a fresh run starts fresh logs (main process)
         metrics_path.unlink(missing_ok=True)
         episodes_path.unlink(missing_ok=True)
 
@@ -538,7 +621,7 @@ def train(args: Args) -> dict[str, Any]:
             if r["step"] <= resumed_step
         ]
         metrics_path.write_text("".join(json.dumps(r) + "\n" for r in history))
-    trainer = GRPOTrainer(
+    trainer = credit_trainer_class()(
         model=model,
         processing_class=tokenizer,
         reward_funcs=[env_reward],
@@ -546,6 +629,8 @@ def train(args: Args) -> dict[str, Any]:
         train_dataset=dataset,
         rollout_func=rollout_func,
         peft_config=peft_config,
+        credit=args.credit,
+        gamma=args.gamma,
     )
     callback, run_eval = make_callback(args, tokenizer, make_env, metrics_path, episodes_path, history)
     trainer.add_callback(callback)

@@ -75,6 +75,10 @@ class Args:
     """any registered env id (`UserLM-Math-v0`, `UserLM-Code-v0`; or `math` / `code`)"""
     user: str = "replay"
     """who plays the user (see userlm_env.users)"""
+    user_population: str = ""
+    """users drawn per episode (the member is a function of the env seed), e.g. `replay:0.5,prompted:smollm2-135m:0.5`
+    or JSON `[["replay", 1], [{"user": "replay", "reveal": "responsive"}, 1]]`; members without a user use --user;
+    empty = --user only (userlm_env.envs.population)"""
     tasks: str = ""
     """task source spec of the env (see userlm_env.tasks, userlm_env.code.tasks); empty = the env's default"""
     reward: str = "lic:clarification=1,premature_answer=-1"
@@ -150,6 +154,7 @@ class Args:
             )
         self.minibatch_size = self.episodes_per_iteration // self.num_minibatches
         env_id = check_env_specs(self.env, tasks=self.tasks, reward=self.reward)  # typos fail before models load
+        args_lib.parse_user_population(self.user_population)  # a malformed population fails here too
         self.run_name = self.run_name or f"{env_id}__{self.exp_name}__{Path(self.policy).name}__{self.seed}"
 
 
@@ -335,8 +340,26 @@ def load_checkpoint(path: Path, model, value_head, optimizer) -> tuple[int, int]
     return state["iteration"], state["global_step"]
 
 
+def check_single_process() -> None:
+    """Refuse to run under several processes (``accelerate launch``/``torchrun`` set ``WORLD_SIZE``).
+
+    Raises:
+        RuntimeError: ``WORLD_SIZE`` > 1, with the reason and what to do instead.
+    """
+    world = int(os.environ.get("WORLD_SIZE", "1") or 1)
+    if world > 1:
+        raise RuntimeError(
+            f"training/ppo.py is single-process but was started as one of WORLD_SIZE={world} processes "
+            "(accelerate launch / torchrun): it has no data sharding and no gradient all-reduce, so every process "
+            "would train its own copy on the same episodes and write the same run folder. Run it as one process "
+            "(python -m training.ppo; one run per seed/GPU with --device cuda:N), or use training/grpo.py, "
+            "which scales out with accelerate launch."
+        )
+
+
 def main(args: Args) -> dict:
     """Train (or resume, or only evaluate); returns the last iteration's logged record."""
+    check_single_process()
     from rich.console import Console
     from rich.progress import Progress
 
@@ -372,6 +395,9 @@ def main(args: Args) -> dict:
 
     def make_env():
         return make_unwrapped_env(args.env, **env_kwargs)
+
+    if args.user_population:  # users drawn per episode; members share users, tasks and judge
+        make_env = args_lib.population_env_factory(args.env, args.user_population, env_kwargs)
 
     def play(env_seeds, policy_seeds):
         policy.eval()

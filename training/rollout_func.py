@@ -11,7 +11,11 @@ installed source and by ``tests/test_grpo.py``):
   (with ``per_device_train_batch_size=4``, ``num_generations=4``, one process: 4 prompts per call, all
   the same row). The trainer does not duplicate them again: return exactly one completion per prompt.
   On several processes one group may be split across processes (the global batch is cut into
-  contiguous per-process slices), so the policy seeds below include the process index.
+  contiguous per-process slices, process 0 first; verified under ``accelerate launch`` by
+  ``tests/test_grpo_multiprocess.py``). The env seed comes from the prompt, so every episode of a group
+  replays the same task and user whichever process plays it; the policy seeds come from the episode's
+  position in the global batch (:func:`policy_seeds_for`), so they differ inside a group and do not
+  depend on how the batch is split.
 * Required keys: ``prompt_ids``, ``completion_ids``, ``logprobs`` (lists of per-prompt lists).
   Optional ``env_mask`` (same shape as ``completion_ids``; 1 = token written by the policy, gets loss;
   0 = token written by the environment, here the user's turns and the template around them): TRL
@@ -33,7 +37,9 @@ env seed** (same task, same simulated user seed) with **different policy seeds**
 Keys returned besides the required ones (all lists over the batch, one value per episode):
 ``env_mask``, ``env_reward`` (the episode return under the env's reward config), ``score`` (LiC score:
 grade of the last answer attempt), ``turns``, ``policy_tokens``, ``env_seed``, ``policy_seed``,
-``truncated_by_length``, ``component_<name>`` for every reward component (episode totals,
+``truncated_by_length``, ``step_rewards`` (the env's reward of each assistant turn) and ``turn_ids`` (per
+completion token, its assistant turn, -1 on env tokens) for turn-level credit (:mod:`training.credit`),
+``component_<name>`` for every reward component (episode totals,
 unweighted), so reward functions can pay for single components (ablations), ``cost_<field>`` for
 every cost field of :data:`userlm_env.driver.COST_FIELDS` (the episode's share of the user's and the
 policy's work) and ``step_user_calls`` / ``step_policy_calls`` (the batched calls of the whole
@@ -50,6 +56,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from training.credit import turn_ids_of
 from training.episodes import EpisodeTokens, collect_episodes
 from userlm_env.backends.transformers_backend import SamplingParams
 from userlm_env.driver import COST_FIELDS
@@ -125,9 +132,19 @@ def make_prompt_dataset(
 # ---------------------------------------------------------------------------------------------
 
 
-def policy_seeds_for(base_seed: int, global_step: int, process_index: int, call: int, n: int) -> list[int]:
-    """``n`` distinct 31-bit policy seeds, a pure function of the run seed, step, process and call."""
-    return derive_seeds(n, "grpo-policy", base_seed, global_step, process_index, call)
+def policy_seeds_for(
+    base_seed: int, global_step: int, process_index: int, call: int, n: int, num_processes: int = 1
+) -> list[int]:
+    """``n`` distinct 31-bit policy seeds for process ``process_index``'s slice of the generation batch.
+
+    A pure function of the run seed, the step, the call and each episode's position in the *global* batch
+    (process ``k`` holds rows ``k*n .. k*n+n-1``, TRL's layout), not of the rank as such: a generation batch
+    plays the same episodes on 1 process x 8 rows as on 2 processes x 4 rows, and the episodes of a group
+    that spans two processes get distinct seeds. (The key's constant 0 stands where the process index used to
+    be: one-process runs keep their seeds.)
+    """
+    seeds = derive_seeds(n * num_processes, "grpo-policy", base_seed, global_step, 0, call)
+    return seeds[process_index * n : (process_index + 1) * n]
 
 
 def episodes_to_batch(
@@ -152,6 +169,8 @@ def episodes_to_batch(
         "env_seed": [int(s) for s in env_seeds],
         "policy_seed": [int(s) for s in policy_seeds],
         "truncated_by_length": [bool(e.truncated_by_length) for e in episodes],
+        "step_rewards": [[float(r) for r in e.step_rewards] for e in episodes],  # per-turn credit (training.credit)
+        "turn_ids": [turn_ids_of(e.env_mask, e.reply_ends) for e in episodes],
     }
     for name in COMPONENTS:
         out[f"component_{name}"] = [float(e.components.get(name, 0.0)) for e in episodes]
@@ -212,7 +231,7 @@ def make_rollout_func(
         sampling: fixed sampling settings; by default ``temperature``/``top_p`` come from the
             trainer's ``args`` at each call (the loss divides logits by ``args.temperature``, so they
             must agree for the policy gradient to be on-policy).
-        seed: base of the policy seeds (mixed with global step, process index and call number).
+        seed: base of the policy seeds (mixed with global step, call number and position in the global batch).
         on_episodes: optional callback ``(episodes, batch)`` after each call (logging, JSONL dumps).
 
     Returns:
@@ -226,7 +245,8 @@ def make_rollout_func(
         calls[step] = calls.get(step, 0) + 1
         accelerator = getattr(trainer, "accelerator", None)
         process = int(getattr(accelerator, "process_index", 0) or 0)
-        policy_seeds = policy_seeds_for(seed, step, process, calls[step], len(prompts))
+        processes = int(getattr(accelerator, "num_processes", 1) or 1)
+        policy_seeds = policy_seeds_for(seed, step, process, calls[step], len(prompts), processes)
         args = getattr(trainer, "args", None)
         params = sampling or SamplingParams(
             max_new_tokens=max_new_tokens,
