@@ -9,5 +9,6 @@ bash scripts/setup.sh
 bash scripts/install_llama_server.sh
 bash scripts/install_bubblewrap.sh  # the code sandbox's namespaces (tests run it with and without)
 bash scripts/install_chromium.sh  # headless Chromium: tests/test_report.py opens the HTML report in it
+bash scripts/install_verl_env.sh  # .venv-verl (verl pins transformers<5.11): tests/test_verl_adapter.py runs tests/verl_adapter/ there
 # Every test must run here: a skip (missing model, server or shared data) fails the run.
 USERLM_ENV_STRICT_SKIPS=1 .venv/bin/python -m pytest -q "$@"
