@@ -89,3 +89,25 @@ def peak_rss_mb() -> float:
     import resource
 
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def prompted_user_requests(model: str, n: int, seed: int = 0):
+    """``(user, requests)``: a prompted user on ``model`` and ``n`` of its real generation requests.
+
+    The requests rephrase shards of the default math tasks (``n`` tasks, seeds ``seed..``), with the
+    prompts, seeds and sampling the user itself would use.
+    """
+    import gymnasium as gym
+
+    import userlm_env  # noqa: F401  (registers UserLM-Math-v0)
+    from userlm_env.backends.base import GenerationRequest
+    from userlm_env.users import make_user
+
+    user = make_user(f"prompted:{model}")
+    env = gym.make("UserLM-Math-v0", user="replay").unwrapped
+    requests = []
+    while len(requests) < n:
+        env.reset(seed=seed + len(requests))
+        shard = env.task.shards[len(requests) % len(env.task.shards)]
+        requests.append(GenerationRequest(user._prompt(shard.text), seed=seed + len(requests)))
+    return user, requests

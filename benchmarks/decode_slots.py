@@ -21,27 +21,11 @@ from __future__ import annotations
 import argparse
 import time
 
-import gymnasium as gym
 import torch
-from _common import machine, set_threads
+from _common import machine, prompted_user_requests, set_threads
 from transformers import GenerationConfig, LogitsProcessorList
 
-import userlm_env  # noqa: F401  (registers UserLM-Math-v0)
-from userlm_env.backends.base import GenerationRequest
 from userlm_env.backends.transformers_backend import SeededSampler, TransformersBackend
-from userlm_env.users import make_user
-
-
-def user_requests(n: int, seed: int) -> tuple[TransformersBackend, list[GenerationRequest], object]:
-    """``n`` prompted-user requests: the first shards of ``n`` default math tasks."""
-    user = make_user("prompted:smollm2-135m")
-    env = gym.make("UserLM-Math-v0", user="replay").unwrapped
-    requests = []
-    while len(requests) < n:
-        env.reset(seed=seed + len(requests))
-        shard = env.task.shards[len(requests) % len(env.task.shards)]
-        requests.append(GenerationRequest(user._prompt(shard.text), seed=seed + len(requests)))
-    return user.backend, requests, user.config.sampling
 
 
 @torch.inference_mode()
@@ -82,7 +66,8 @@ def main() -> None:
     print(f"machine: {machine()}")
     print(f"{'N':>3} {'method':>10} {'useful/slots':>14} {'share':>6} {'seconds':>8} {'tok/s':>7} {'vs generate':>12}")
     for n in args.n:
-        backend, requests, params = user_requests(n, args.seed)
+        user, requests = prompted_user_requests("smollm2-135m", n, args.seed)
+        backend, params = user.backend, user.config.sampling
         stops = [backend.tokenizer.eos_token_id]
         rows = {}
         for _ in range(args.repeats):
