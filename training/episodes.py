@@ -24,7 +24,7 @@ from typing import Any
 
 import torch
 
-from userlm_env.backends.rendering import encode_marked_text, render_chat_ids, render_marked_text
+from userlm_env.backends.rendering import env_turn_ids, render_chat_ids
 from userlm_env.backends.transformers_backend import GenerationRequest, SamplingParams, SeededSampler
 from userlm_env.driver import EpisodeDriver, EpisodeSpec, LiveEpisode
 from userlm_env.envs.base import ShardedChatEnv
@@ -83,25 +83,6 @@ class EpisodeTokens:
 def render_ids(tokenizer, messages: Sequence[dict[str, str]], *, open_turn: bool) -> list[int]:
     """Token ids of ``messages`` under the tokenizer's chat template (contents never become control tokens)."""
     return render_chat_ids(tokenizer, list(messages), add_generation_prompt=open_turn)
-
-
-def env_turn_ids(
-    tokenizer, before: Sequence[dict[str, str]], after: Sequence[dict[str, str]], end_of_reply: str
-) -> list[int]:
-    """Tokens the environment adds after the policy's reply: the rendering of ``after`` beyond ``before``.
-
-    ``before`` ends with the assistant's reply; the text after that reply's ``end_of_reply`` token
-    (e.g. ``<|im_end|>``, which the policy generated itself) up to the next open assistant turn is
-    what the env contributes. Control-token strings inside the user's words stay plain text.
-    """
-    full = render_marked_text(tokenizer, list(after), add_generation_prompt=True)
-    prefix = render_marked_text(tokenizer, list(before), add_generation_prompt=False)
-    cut = prefix.rfind(end_of_reply)
-    if cut < 0 or not full.startswith(prefix[: cut + len(end_of_reply)]):
-        raise ValueError(
-            "the chat template does not render the conversation as a growing prefix; cannot split env tokens"
-        )
-    return encode_marked_text(tokenizer, full[cut + len(end_of_reply) :])
 
 
 @torch.no_grad()

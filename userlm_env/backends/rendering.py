@@ -265,6 +265,26 @@ def encode_untrusted_text(tokenizer, text: str, chat_template: str | None = None
     return _encode_marked(tokenizer, marked, tokens)
 
 
+def env_turn_ids(
+    tokenizer, before: Sequence[Mapping[str, str]], after: Sequence[Mapping[str, str]], end_of_reply: str
+) -> list[int]:
+    """Tokens the environment adds after the policy's reply: the rendering of ``after`` beyond ``before``.
+
+    Training (``training/episodes.py``) and the verl agent loop build their token streams with it.
+    ``before`` ends with the assistant's reply; the text after that reply's ``end_of_reply`` token
+    (e.g. ``<|im_end|>``, which the policy generated itself) up to the next open assistant turn is
+    what the env contributes. Control-token strings inside the user's words stay plain text.
+    """
+    full = render_marked_text(tokenizer, list(after), add_generation_prompt=True)
+    prefix = render_marked_text(tokenizer, list(before), add_generation_prompt=False)
+    cut = prefix.rfind(end_of_reply)
+    if cut < 0 or not full.startswith(prefix[: cut + len(end_of_reply)]):
+        raise ValueError(
+            "the chat template does not render the conversation as a growing prefix; cannot split env tokens"
+        )
+    return encode_marked_text(tokenizer, full[cut + len(end_of_reply) :])
+
+
 def escape_control_strings(text: str, tokens: Iterable[str] = (), *, generic: bool = False) -> str:
     """Insert a zero-width space after the first character of every control-token string in ``text``.
 

@@ -58,7 +58,7 @@ import math
 import threading
 import time
 import weakref
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 from uuid import uuid4
@@ -66,7 +66,7 @@ from uuid import uuid4
 from verl.experimental.agent_loop import agent_loop as _verl_agent_loop
 from verl.experimental.agent_loop.agent_loop import AgentLoopBase, AgentLoopOutput, register
 
-from userlm_env.backends.rendering import encode_marked_text, render_chat_ids, render_marked_text
+from userlm_env.backends.rendering import env_turn_ids, render_chat_ids
 from userlm_env.driver import COST_FIELDS, EpisodeDriver, Move, Outcome, empty_cost
 from userlm_env.envs import ENV_CLASSES, ShardedChatEnv, resolve_env_id
 from userlm_env.episode_types import EndReason
@@ -336,25 +336,6 @@ def batcher_for(loop: asyncio.AbstractEventLoop, **kwargs: Any) -> UserTurnBatch
 # ---------------------------------------------------------------------------------------------
 # Tokens
 # ---------------------------------------------------------------------------------------------
-
-
-def env_turn_ids(
-    tokenizer, before: Sequence[Mapping[str, str]], after: Sequence[Mapping[str, str]], end_of_reply: str
-) -> list[int]:
-    """Tokens the environment adds after the policy's reply: the rendering of ``after`` beyond ``before``.
-
-    The same rule as ``training.episodes.env_turn_ids`` (TRL's path): ``before`` ends with the
-    assistant's reply; the template's text after that reply's ``end_of_reply`` token up to the next open
-    assistant turn is the env's. Control-token strings inside the user's words stay plain text.
-    """
-    full = render_marked_text(tokenizer, list(after), add_generation_prompt=True)
-    prefix = render_marked_text(tokenizer, list(before), add_generation_prompt=False)
-    cut = prefix.rfind(end_of_reply)
-    if cut < 0 or not full.startswith(prefix[: cut + len(end_of_reply)]):
-        raise ValueError(
-            "the chat template does not render the conversation as a growing prefix; cannot split env tokens"
-        )
-    return encode_marked_text(tokenizer, full[cut + len(end_of_reply) :])
 
 
 # ---------------------------------------------------------------------------------------------
