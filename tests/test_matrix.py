@@ -64,7 +64,7 @@ def test_config_and_default_test_users_errors(tmp_path):
     with pytest.raises(ValueError, match="empty"):
         MatrixConfig(out_dir=tmp_path, train_users=[])
     users, notes = default_test_users("math", tmp_path / "nothing-here")
-    assert users[0] == "replay" and "prompted:smollm2-135m" in users
+    assert users[0] == "replay" and "prompted:smollm2-135m?engine=auto" in users  # llama.cpp on a CPU
     assert any("flipped User LM skipped" in n for n in notes)
     assert not any(str(u).startswith("userlm:") for u in users)
 
@@ -106,6 +106,9 @@ def test_tiny_matrix_end_to_end(tiny_matrix):
         (a, b) for a in metrics["train_users"] for b in metrics["test_users"]
     }
     assert sum(c["in_distribution"] for c in metrics["cells"]) == 2
+    userlm_label = metrics["test_users"][2]
+    assert metrics["engines"] == {"replay": "none", "plain": "none", userlm_label: "transformers"}
+    assert f"Engines: {userlm_label}: transformers." in (out / "summary.md").read_text()
     assert metrics["gap"]["in_distribution_cells"] == 2 and metrics["gap"]["held_out_cells"] == 4
     for cell in metrics["cells"]:
         for stat in cell["metrics"].values():

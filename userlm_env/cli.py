@@ -190,7 +190,9 @@ def engine_name(component) -> str:
 def spec_engine(spec: str) -> str:
     """The engine a model spec runs on (``engine=auto`` resolved), ``http`` for a server, ``none`` without a model."""
     from userlm_env.backends.engines import resolve_engine, split_options
+    from userlm_env.users import split_user_spec
 
+    spec = split_user_spec(spec)[0]  # without the user's own options (profile=, reveal=)
     kind, _, rest = spec.partition(":")
     model = rest if kind in ("prompted", "userlm", "hf") and rest else spec
     if model.startswith(("http://", "https://")):

@@ -20,7 +20,9 @@ crash loses at most the episodes in flight and the training that was running.
 **Default matrix** (CPU-sized): training users ``replay`` and ``replay`` with ``reveal="responsive"`` (model-free,
 so training costs about a minute each; ``replay:plain`` when the env takes no ``reveal=``); test users
 ``replay`` (ordered reveal), ``replay`` with ``reveal="responsive"`` (only when the env takes a
-``reveal`` argument; otherwise skipped with a note), ``prompted:smollm2-135m``, and the flipped User LM
+``reveal`` argument; otherwise skipped with a note), ``prompted:smollm2-135m?engine=auto`` (the bundled
+model on in-process llama.cpp when llama-cpp-python is installed and no GPU is visible, else transformers;
+the engine each test user ran on is logged and recorded in ``matrix.json``), and the flipped User LM
 of ``training/train_userlm.py`` when ``userlm_path`` points at a trained one. A cell is
 *in-distribution* when its test user is its training user (same label), *held-out* otherwise; the gap
 is the mean of the in-distribution cells minus the mean of the held-out cells, with a bootstrap interval
@@ -66,6 +68,8 @@ RESPONSIVE_REPLAY = {"user": "replay", "reveal": "responsive", "name": "replay[r
 DEFAULT_TRAIN_USERS: tuple[Any, ...] = ("replay", RESPONSIVE_REPLAY)
 """The default training users: model-free, so training is CPU-cheap (``replay:plain`` replaces the responsive
 replay when the env takes no ``reveal=``, see :func:`default_train_users`); the prompted LM user is held out."""
+DEFAULT_PROMPTED_TEST_USER = "prompted:smollm2-135m?engine=auto"
+"""The default held-out LM test user: the bundled model on the fastest engine here (llama.cpp on a CPU)."""
 DEFAULT_TRAIN_OVERRIDES: dict[str, Any] = {"max_steps": 20, "num_train_tasks": 32}
 """GRPO ``tiny`` preset overrides of the default matrix (few steps; few training seeds, whose opening turns
 cost a user call each)."""
@@ -106,8 +110,9 @@ def default_test_users(
 ) -> tuple[list[Any], list[str]]:
     """The default test users for ``env`` and the notes on the ones left out.
 
-    ``replay``, ``replay`` with ``reveal="responsive"`` (if the env takes ``reveal``), ``prompted:smollm2-135m``,
-    and ``userlm:PATH`` when ``userlm_path`` holds a trained User LM (``PATH`` or ``PATH/final``).
+    ``replay``, ``replay`` with ``reveal="responsive"`` (if the env takes ``reveal``),
+    ``prompted:smollm2-135m?engine=auto``, and ``userlm:PATH`` when ``userlm_path`` holds a trained User LM
+    (``PATH`` or ``PATH/final``).
     """
     from userlm_env.envs import resolve_env_id
 
@@ -117,7 +122,7 @@ def default_test_users(
         users.append(dict(RESPONSIVE_REPLAY))
     else:
         notes.append(f"test user {RESPONSIVE_REPLAY['name']} skipped: {resolve_env_id(env)} takes no reveal= argument")
-    users.append("prompted:smollm2-135m")
+    users.append(DEFAULT_PROMPTED_TEST_USER)
     if userlm_path:
         found = _userlm_dir(Path(userlm_path))
         if found is None:
@@ -424,6 +429,19 @@ def _train_all(config: MatrixConfig, out: Path, bars: _Progress) -> tuple[dict[s
     return policies, seconds
 
 
+def _user_engines(factories: Mapping[str, Any]) -> dict[str, str]:
+    """Test user label -> the engine its model runs on (``"none"`` for model-free users)."""
+    engines = {}
+    for label, factory in factories.items():
+        found = "none"
+        for user, _ in getattr(factory, "_builds", []):
+            backend = getattr(user, "backend", None)
+            if backend is not None:
+                found = str(getattr(backend, "engine", type(backend).__name__))
+        engines[label] = found
+    return engines
+
+
 def _test_factories(config: MatrixConfig, test_users: Sequence[Any]):
     """Test user label -> its env factory for every test user (users built once, shared by every trained policy)."""
     from userlm_env.envs import make_env_task_source
@@ -497,6 +515,10 @@ def run_matrix(
             for note in notes:
                 bars.log(f"note: {note}")
             factories = _test_factories(config, test_users)
+            engines = _user_engines(factories)
+            for label, engine in engines.items():
+                if engine != "none":
+                    bars.log(f"test user {label}: engine {engine}")
             policies, train_seconds = _train_all(config, out, bars)
             targs = _train_args(config, config.train_users[0], out, None)
             sampling = SamplingParams(
@@ -545,6 +567,7 @@ def run_matrix(
             "train_users": train_labels,
             "test_users": test_labels,
             "notes": notes,
+            "engines": engines,
             "config": {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(config).items()},
             "seconds": {
                 "train_this_run": round(train_seconds, 1),
@@ -700,11 +723,13 @@ def write_matrix_outputs(
     tables = matrix_tables(metrics)
     notes = "\n\n".join(f"Note: {n}" for n in metrics.get("notes") or [])
     seconds = metrics.get("seconds") or {}
+    engines = {k: v for k, v in (metrics.get("engines") or {}).items() if v != "none"}
     intro = (
         f"One GRPO policy per training user ({', '.join(metrics['train_users'])}), each evaluated against every "
         f"test user ({', '.join(metrics['test_users'])}). Rows: the user a policy was trained with; columns: "
         "the user it is tested against. Every interval is a 95% percentile bootstrap over episodes."
         + (f"\n\nWall time of this run: {seconds.get('wall_this_run')} s." if seconds else "")
+        + ("\n\nEngines: " + ", ".join(f"{k}: {v}" for k, v in engines.items()) + "." if engines else "")
         + (f"\n\n{notes}" if notes else "")
     )
     write_html_report(

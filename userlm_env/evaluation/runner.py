@@ -20,7 +20,9 @@ every shard was revealed.
 
 For termination metrics (does the user end the chat when the task is solved?), each SHARDED
 episode that ends with a correct answer is followed by one *probe* turn: the user is asked for one
-more message and ``termination_probe`` records whether it ended the conversation.
+more message and ``termination_probe`` records whether it ended the conversation. The probe's request
+carries the judge's verdicts of the episode (the last one: the correct answer), as the env's requests do,
+so a user profile's satisfied ending (``end_when_satisfied``, e.g. ``replay?profile=sharegpt``) is measured.
 """
 
 from __future__ import annotations
@@ -40,6 +42,7 @@ import numpy as np
 from userlm_env.backends.errors import BackendError
 from userlm_env.episode_log import RECORD_FIELDS, EpisodeLog, EpisodeLogWarning, LogProblem
 from userlm_env.episode_types import EndReason
+from userlm_env.judge.types import Judgement, ReplyKind
 from userlm_env.seeding import derive_seed
 from userlm_env.tasks import ShardedTask, TaskSource
 from userlm_env.users import UserRequest, UserSimulator
@@ -185,8 +188,31 @@ def episode_plan(tasks: Sequence[ShardedTask], runs_per_task: int, seed: int) ->
     return seeds, options
 
 
+def step_judgements(steps: Sequence[dict[str, Any]]) -> tuple[Judgement, ...]:
+    """The env judge's verdict on each assistant reply, rebuilt from the episode record's steps (``info`` fields)."""
+    judgements = []
+    for step in steps:
+        kind = step.get("reply_kind")
+        if kind is None:
+            continue
+        judgements.append(
+            Judgement(
+                kind=ReplyKind(kind),
+                answer_attempt=bool(step.get("answer_attempt")),
+                extracted_answer=step.get("extracted_answer"),
+                correct=step.get("correct"),
+                reason=step.get("judge_reason") or "",
+            )
+        )
+    return tuple(judgements)
+
+
 def termination_probe(user: UserSimulator, tasks: dict[str, ShardedTask], record: dict[str, Any]) -> bool | None:
-    """Ask the user for one more turn after the episode's correct answer; did it end the chat?"""
+    """Ask the user for one more turn after the episode's correct answer; did it end the chat?
+
+    The request carries the judge's verdicts of the episode (:func:`step_judgements`; the last one is the
+    correct answer), as the env's would, so a profile's ``end_when_satisfied`` can end the chat here.
+    """
     if record.get("end_reason") != EndReason.CORRECT_ANSWER or record.get("error"):
         return None
     steps = record["steps"]
@@ -196,6 +222,7 @@ def termination_probe(user: UserSimulator, tasks: dict[str, ShardedTask], record
         revealed=tuple(steps[-1]["shards_revealed"]) if steps else (),
         turn=sum(1 for m in record["transcript"] if m["role"] == "user"),
         seed=derive_seed("termination-probe", int(record["seed"])),
+        judgements=step_judgements(steps),
     )
     try:
         return bool(user.respond(request).ended)
