@@ -508,3 +508,25 @@ def test_overlap_with_errors_raise_propagates_a_user_failure():
                 [EpisodeSpec(s) for s in range(4)], lambda eps: ["Hm?"] * len(eps), overlap=True
             )
         )
+
+
+def test_training_openings_are_batched_and_equal_single_env_resets(lm_user):
+    """play_openings (GRPO's prompt dataset, the tiny policy's data): batched user calls, same observations."""
+    from training.rollout_func import opening_observations, play_openings
+
+    counting = CountingUser(lm_user)
+    make_env = env_factory(counting, max_turns=3)
+    seeds = list(range(40, 47))
+    replies = [[REPLIES[k % 3], REPLIES[(k + 1) % 3]] for k in range(len(seeds))]
+    histories = play_openings(make_env, seeds, replies, batch=3)
+    assert len(counting.calls) <= 3 * 3  # 3 chunks x (opening + 2 replies), whatever the number of seeds per chunk
+    env = make_env()
+    for seed, reply_list, history in zip(seeds, replies, histories):
+        obs, _ = env.reset(seed=seed)
+        expected = [obs]
+        for reply in reply_list:
+            if expected[-1] is not None and not env.episode.done:
+                obs, *_ = env.step(reply)
+            expected.append(obs)
+        assert history == expected, f"seed {seed}"
+    assert opening_observations(make_env, seeds) == [h[0] for h in histories]

@@ -312,18 +312,18 @@ def build_tiny_policy(path: Path, make_env, *, seed: int = 0, num_tasks: int = 1
     with one target from :data:`TINY_QUESTIONS` and one from :data:`TINY_ANSWERS`: the sampling policy
     starts near 50/50, so asking while shards are hidden is learnable by GRPO in a few dozen steps.
     """
+    from training.rollout_func import play_openings
     from userlm_env.testing import build_tiny_chat_model
 
-    env = make_env()
+    seeds = [2_000_000 + k for k in range(num_tasks)]
+    replies = [[TINY_QUESTIONS[k % len(TINY_QUESTIONS)]] for k in range(num_tasks)]
     conversations = []
-    for k in range(num_tasks):
-        obs, _ = env.reset(seed=2_000_000 + k)
-        for turn in range(2):
+    for k, history in enumerate(play_openings(make_env, seeds, replies)):  # batched user calls
+        for turn, obs in enumerate(history):
             conversations.append(
                 obs + [{"role": "assistant", "content": TINY_QUESTIONS[(k + turn) % len(TINY_QUESTIONS)]}]
             )
             conversations.append(obs + [{"role": "assistant", "content": TINY_ANSWERS[(k + turn) % len(TINY_ANSWERS)]}])
-            obs, *_ = env.step(TINY_QUESTIONS[k % len(TINY_QUESTIONS)])
     return build_tiny_chat_model(
         path,
         seed=seed,

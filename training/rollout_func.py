@@ -98,6 +98,63 @@ def env_seed_of(prompt: Any) -> int:
     )
 
 
+def play_openings(
+    make_env: Callable[[], UserLMMathEnv],
+    env_seeds: Sequence[int],
+    replies: Sequence[Sequence[str]] | None = None,
+    *,
+    batch: int = 32,
+) -> list[list[list[dict[str, str]]]]:
+    """Observations of each env seed's episode: after its opening, then after each of its replies.
+
+    ``replies[i]`` (optional) are the assistant replies sent to seed ``i``'s episode, one per turn (an
+    episode that ends earlier repeats its last observation). Up to ``batch`` episodes at a time go
+    through one :class:`~userlm_env.driver.EpisodeDriver`, so each round is one batched user call (an
+    LM user answers ``batch`` openings at once, not one by one); the observations equal those of
+    ``env.reset(seed)`` / ``env.step(reply)`` on a single env.
+    """
+    from userlm_env.driver import EpisodeDriver, Move
+
+    seeds = [int(s) for s in env_seeds]
+    replies = [list(r) for r in replies] if replies is not None else [[] for _ in seeds]
+    if len(replies) != len(seeds):
+        raise ValueError(f"replies must align with env_seeds: {len(replies)} for {len(seeds)} seeds")
+    envs = [make_env() for _ in range(min(batch, len(seeds)))]
+    driver = EpisodeDriver(envs, errors="raise")
+    out: list[list[list[dict[str, str]]]] = []
+    try:
+        for start in range(0, len(seeds), len(envs)):
+            chunk = range(start, min(start + len(envs), len(seeds)))
+            outcomes = driver.round([Move.start(slot, seeds[i]) for slot, i in enumerate(chunk)])
+            history = [[o.obs] for o in outcomes]
+            live = [not (o.terminated or o.truncated) for o in outcomes]
+            for turn in range(max((len(replies[i]) for i in chunk), default=0)):
+                moves = [
+                    Move.act(slot, replies[i][turn])
+                    for slot, i in enumerate(chunk)
+                    if live[slot] and turn < len(replies[i])
+                ]
+                results = {o.move.slot: o for o in driver.round(moves)} if moves else {}
+                for slot, i in enumerate(chunk):
+                    outcome = results.get(slot)
+                    if outcome is None:
+                        if turn < len(replies[i]):
+                            history[slot].append(history[slot][-1])
+                        continue
+                    history[slot].append(outcome.obs)
+                    live[slot] = not (outcome.terminated or outcome.truncated)
+            out += history
+    finally:
+        for env in envs:
+            env.close()
+    return out
+
+
+def opening_observations(make_env: Callable[[], UserLMMathEnv], env_seeds: Sequence[int]) -> list:
+    """``env.reset(seed)``'s observation for every seed, with batched user calls (:func:`play_openings`)."""
+    return [history[0] for history in play_openings(make_env, env_seeds)]
+
+
 def make_prompt_dataset(
     make_env: Callable[[], UserLMMathEnv], env_seeds: Sequence[int], *, system_prompt: str | None = None
 ):
@@ -105,25 +162,20 @@ def make_prompt_dataset(
 
     Column ``prompt``: the opening conversation of the episode (``env.reset(seed)``'s observation,
     after the optional system prompt), its last message carrying ``"env_seed"``; column ``env_seed``
-    (an int, forwarded by TRL to the reward functions). Resets one env per seed (cheap with the replay
-    or prompted user; with an LM user it costs one user turn per seed).
+    (an int, forwarded by TRL to the reward functions). The openings are played in batches
+    (:func:`opening_observations`): one batched user call per 32 seeds.
     """
     from datasets import Dataset
 
     rows = []
-    env = make_env()
-    try:
-        for seed in env_seeds:
-            obs, _ = env.reset(seed=int(seed))
-            messages = ([{"role": "system", "content": system_prompt}] if system_prompt else []) + [
-                {"role": m["role"], "content": m["content"]} for m in obs
-            ]
-            for m in messages:
-                m["env_seed"] = None
-            messages[-1]["env_seed"] = int(seed)
-            rows.append({"prompt": messages, "env_seed": int(seed)})
-    finally:
-        env.close()
+    for seed, obs in zip(env_seeds, opening_observations(make_env, env_seeds)):
+        messages = ([{"role": "system", "content": system_prompt}] if system_prompt else []) + [
+            {"role": m["role"], "content": m["content"]} for m in obs
+        ]
+        for m in messages:
+            m["env_seed"] = None
+        messages[-1]["env_seed"] = int(seed)
+        rows.append({"prompt": messages, "env_seed": int(seed)})
     return Dataset.from_list(rows)
 
 
