@@ -718,3 +718,11 @@ def test_make_judge():
         make_judge("oracle")
     with pytest.raises(TypeError):
         make_judge(42)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("reply", ["?", "??", "...?", "? ? ?", "*?*"])
+def test_punctuation_alone_is_not_a_clarification(judge, reply):
+    """A bare question mark asks nothing: it must not earn the clarification component."""
+    from userlm_env.rewards import ASKING_KINDS
+
+    assert judge.judge(reply, "12").kind not in ASKING_KINDS

@@ -154,6 +154,9 @@ MAX_POINTER_WORDS = 4
 MAX_CONNECTOR_CHARS = 40
 """Longest text between two numbers that can still join them as alternatives."""
 
+WORD = re.compile(r"[^\W\d_]{2,}")
+"""A word of two letters or more: a question must have one to ask anything."""
+
 CLARIFICATION_MAX_QUESTIONS = 1
 """More information questions than this make an interrogation."""
 
@@ -258,7 +261,7 @@ def _question_kind(sentence: Sentence) -> str | None:
         return "offer"
     if sentence.tokens and (GUESS_QUESTION.search(body) or HEDGE_WORDS.search(body) or _mostly_numbers(sentence)):
         return "guess"
-    return "info"
+    return "info" if WORD.search(body) else None  # "?", "...?": punctuation alone asks nothing
 
 
 # --------------------------------------------------------------------------- the judge
