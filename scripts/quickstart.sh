@@ -13,4 +13,4 @@ bash scripts/setup.sh
 if [ "${USERLM_ENV_FAST_ENGINE:-1}" != "0" ]; then
     bash scripts/install_llama_server.sh || echo "llama.cpp could not be built: the quickstart runs on transformers"
 fi
-.venv/bin/userlm-env rollout --max-turns 6 --overlap --out runs/quickstart.jsonl --overwrite "$@"
+.venv/bin/userlm-env rollout --max-turns 6 --out runs/quickstart.jsonl --overwrite "$@"
