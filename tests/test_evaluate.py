@@ -166,6 +166,12 @@ def test_evaluate_cli_writes_reports_and_refuses_to_clobber(tmp_path):
     for name in ("report.html", "summary.md", "metrics.json", "episodes.jsonl"):
         assert (tmp_path / name).stat().st_size > 0
     assert "human (ShareGPT)" in (tmp_path / "summary.md").read_text()
+    assert "What the evaluation cost" in (tmp_path / "summary.md").read_text()
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    sharded = next(r for r in metrics["runs"] if r["setting"] == "SHARDED")
+    # the replay user: one request per user turn (opening included), no tokens, every episode costed
+    assert sharded["cost"]["episodes"] == 4 and sharded["cost"]["user_requests"] >= 4 * 2
+    assert sharded["cost"]["user_generated_tokens"] == 0
     again = runner.invoke(app, args)
     assert again.exit_code != 0 and "--resume" in again.output
     resumed = runner.invoke(app, [*args, "--resume"])

@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from userlm_env.driver import COST_FIELDS
 from userlm_env.episode_log import unique_by_key
 from userlm_env.episode_types import EndReason
 from userlm_env.evaluation.assistant_metrics import attempt_stats, lic_metrics_with_ci, relative_drop, scores_by_task
@@ -146,6 +147,7 @@ def evaluation_metrics(
                 "success_rate": float(np.mean([r["score"] for r in group if not r.get("error")] or [math.nan])),
                 "cut_before_all_shards": sum(1 for r in group if cut_before_all_shards(r)),
                 "max_turns": _turn_range(group),
+                "cost": run_cost(group),
             }
         )
     by_key = {(r["assistant"], r["setting"], r["user"]): r for r in runs}
@@ -198,6 +200,16 @@ def evaluation_metrics(
         "duplicates_ignored": duplicates,
         "cut_before_all_shards": sum(r["cut_before_all_shards"] for r in runs),
     }
+
+
+def run_cost(records: Sequence[Mapping[str, Any]]) -> dict[str, float]:
+    """What a run's episodes cost: the total of each :data:`~userlm_env.driver.COST_FIELDS` field.
+
+    ``episodes`` counts the records that carry a cost (logs written before cost accounting have none).
+    """
+    costs = [r["cost"] for r in records if isinstance(r.get("cost"), Mapping)]
+    total = {name: float(sum(c.get(name, 0) for c in costs)) for name in COST_FIELDS}
+    return {"episodes": len(costs), **total}
 
 
 def _ci(interval: Sequence[float]) -> str:
@@ -317,6 +329,38 @@ def report_tables(metrics: Mapping[str, Any]) -> list[ReportTable]:
                     if human
                     else ""
                 ),
+            )
+        )
+    costed = [r for r in metrics["runs"] if r.get("cost", {}).get("episodes")]
+    if costed:
+        tables.append(
+            ReportTable(
+                title="What the evaluation cost (user simulation)",
+                columns=[
+                    "assistant",
+                    "setting",
+                    "episodes",
+                    "user calls",
+                    "user requests",
+                    "user prompt tokens",
+                    "user generated tokens",
+                    "user resamples",
+                    "user seconds",
+                    "assistant seconds",
+                    "user tokens / episode",
+                ],
+                rows=[
+                    [
+                        r["assistant"],
+                        r["label"],
+                        r["cost"]["episodes"],
+                        *(r["cost"][name] for name in COST_FIELDS),
+                        (r["cost"]["user_prompt_tokens"] + r["cost"]["user_generated_tokens"]) / r["cost"]["episodes"],
+                    ]
+                    for r in costed
+                ],
+                note="Totals per run. A batched user call serves several episodes: each episode is charged an equal "
+                "share of its calls' tokens and seconds (userlm_env.driver), so the totals add up to the real calls.",
             )
         )
     if metrics["failures"]:
