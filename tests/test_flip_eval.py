@@ -71,10 +71,12 @@ def test_evaluation_run_writes_the_side_by_side_report(tmp_path):
             num_gen_intents=3,
             samples_per_intent=2,
             max_new_tokens=6,
+            env_tasks=0,
             num_threads=1,
             quiet=True,
         )
     )
+    assert report["env"] is None and report["sharded_heldout"] is None  # no --mix run, env not asked
     assert report["scored_conversations"] >= 5 and report["termination_decisions"] > 0
     for name in ("trained", "prompted_base"):
         assert math.isfinite(report["perplexity"][name]["user_turn_ppl"]) and report["perplexity"][name]["tokens"] > 0

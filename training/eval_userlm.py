@@ -74,6 +74,19 @@ class Args:
     """sampling seed"""
     num_threads: int = 2
     """torch intra-op threads on CPU"""
+    num_sharded_conversations: int = 24
+    """held-out sharded-task conversations (heldout_sharded.jsonl of a --mix run) scored for perplexity and
+    termination (0 = skip)"""
+    env_tasks: int = 12
+    """UserLM-Math-v0 tasks (procedural, seeded) each simulator plays as the env's user: intent coverage, user end
+    rate and termination F1 with probes, from userlm_env.evaluation.user_metrics (0 = skip)"""
+    env_assistant: str = "scripted:oracle"
+    """assistant of the env episodes (scripted:oracle asks until every shard is out, then answers right; or a model)"""
+    env_users: str = "trained,prompted"
+    """env users, comma separated: `trained` (the run's model), `prompted` (the base model, prompted), or any
+    user spec (e.g. userlm:OTHER_RUN/final to compare with an earlier User LM)"""
+    env_max_turns: int = 0
+    """assistant replies per env episode (0 = the evaluation default, max(8, shards + 2))"""
     quiet: bool = False
     """no progress bars"""
 
@@ -242,6 +255,7 @@ def evaluate(args: Args) -> dict[str, Any]:
         termination_scores,
         turn_length_stats,
     )
+    from userlm_env.flip.data import load_conversations
     from userlm_env.flip.flipping import (
         PROMPTED_END_MARKER,
         PROMPTED_USER_SYSTEM,
@@ -287,68 +301,90 @@ def evaluate(args: Args) -> dict[str, Any]:
     marker_ids = base_tok.encode(PROMPTED_END_MARKER, add_special_tokens=False)
 
     # 1. perplexity and termination on held-out conversations ------------------------------------
-    convs = heldout[: args.num_ppl_conversations]
-    pairs = []
-    for conv in convs:
-        a = flip_conversation(conv, conv.meta["intent"], trained_tok, flip)
-        b = prompted_user_example(conv, conv.meta["intent"], base_tok, prompted_flip)
-        if a is not None and b is not None:
-            pairs.append((conv, a, b))
-    with Progress(disable=args.quiet, transient=True) as progress:
-        task = progress.add_task("scoring held-out user turns", total=2 * len(pairs))
-        lp_trained = score_examples(
-            trained, [p[1] for p in pairs], trained_tok.pad_token_id, args.batch_size, progress, task, watch_id=end_id
-        )
-        lp_base = score_examples(
-            base, [p[2] for p in pairs], base_tok.pad_token_id, args.batch_size, progress, task, watch_id=marker_ids[0]
-        )
-    totals = {"trained": [0.0, 0], "prompted_base": [0.0, 0]}
-    first = {"trained": [0.0, 0], "prompted_base": [0.0, 0]}
-    pred_t, pred_b, actual = [], [], []
-    p_end: dict[str, dict[bool, list[float]]] = {
-        "trained": {True: [], False: []},
-        "prompted_base": {True: [], False: []},
-    }
-    for (_conv, a, b), la, lb in zip(pairs, lp_trained, lp_base):
-        ta, tb = turn_nll(a, la), turn_nll(b, lb)
-        for turn in sorted(set(ta) & set(tb)):
-            if ta[turn][1] != tb[turn][1]:
-                continue  # truncated differently: not the same tokens
-            for name, value in (("trained", ta[turn]), ("prompted_base", tb[turn])):
-                totals[name][0] += value[0]
-                totals[name][1] += value[1]
-                if turn == 0:
-                    first[name][0] += value[0]
-                    first[name][1] += value[1]
-        if a.ended and b.ended:  # all turns present in both: termination decisions line up
-            da, db = decision_points(a), decision_points(b)
-            if [x[1] for x in da] != [x[1] for x in db]:
-                continue
-            for (pos_a, should), (pos_b, _) in zip(da, db):
-                actual.append(should)
-                pred_t.append(int(la.argmax[pos_a]) == end_id)
-                p_end["trained"][should].append(math.exp(la.watch_logprobs[pos_a].item()))
-                p_end["prompted_base"][should].append(math.exp(lb.watch_logprobs[pos_b].item()))
-                starts = int(lb.argmax[pos_b]) == marker_ids[0]
-                if starts:
-                    starts = greedy_starts_with(base, b.input_ids[: pos_b + 1], marker_ids)
-                pred_b.append(starts)
-    ppl = {
-        name: {
-            "user_turn_ppl": math.exp(nll / n) if n else math.nan,
-            "first_turn_ppl": math.exp(first[name][0] / first[name][1]) if first[name][1] else math.nan,
-            "tokens": n,
+    def ppl_and_termination(convs: list, label: str) -> tuple[list, dict, dict, list]:
+        pairs = []
+        for conv in convs:
+            a = flip_conversation(conv, conv.meta["intent"], trained_tok, flip)
+            b = prompted_user_example(conv, conv.meta["intent"], base_tok, prompted_flip)
+            if a is not None and b is not None:
+                pairs.append((conv, a, b))
+        with Progress(disable=args.quiet, transient=True) as progress:
+            task = progress.add_task(f"scoring {label} user turns", total=2 * len(pairs))
+            lp_trained = score_examples(
+                trained, [p[1] for p in pairs], trained_tok.pad_token_id, args.batch_size, progress, task, end_id
+            )
+            lp_base = score_examples(
+                base, [p[2] for p in pairs], base_tok.pad_token_id, args.batch_size, progress, task, marker_ids[0]
+            )
+        totals = {"trained": [0.0, 0], "prompted_base": [0.0, 0]}
+        first = {"trained": [0.0, 0], "prompted_base": [0.0, 0]}
+        pred_t, pred_b, actual = [], [], []
+        p_end: dict[str, dict[bool, list[float]]] = {
+            "trained": {True: [], False: []},
+            "prompted_base": {True: [], False: []},
         }
-        for name, (nll, n) in totals.items()
-    }
-    termination = {"trained": termination_scores(pred_t, actual), "prompted_base": termination_scores(pred_b, actual)}
-    for name in termination:  # a softer view than the greedy decision: is ending likelier where the chat ended?
-        termination[name]["mean_p_end_where_ended"] = _mean(p_end[name][True])
-        termination[name]["mean_p_end_where_continued"] = _mean(p_end[name][False])
-    console.print(
-        f"[bold]perplexity[/] on {ppl['trained']['tokens']} held-out user tokens ({len(pairs)} chats): "
-        f"trained {ppl['trained']['user_turn_ppl']:.2f} vs prompted base {ppl['prompted_base']['user_turn_ppl']:.2f}"
-    )
+        for (_conv, a, b), la, lb in zip(pairs, lp_trained, lp_base):
+            ta, tb = turn_nll(a, la), turn_nll(b, lb)
+            for turn in sorted(set(ta) & set(tb)):
+                if ta[turn][1] != tb[turn][1]:
+                    continue  # truncated differently: not the same tokens
+                for name, value in (("trained", ta[turn]), ("prompted_base", tb[turn])):
+                    totals[name][0] += value[0]
+                    totals[name][1] += value[1]
+                    if turn == 0:
+                        first[name][0] += value[0]
+                        first[name][1] += value[1]
+            if a.ended and b.ended:  # all turns present in both: termination decisions line up
+                da, db = decision_points(a), decision_points(b)
+                if [x[1] for x in da] != [x[1] for x in db]:
+                    continue
+                for (pos_a, should), (pos_b, _) in zip(da, db):
+                    actual.append(should)
+                    pred_t.append(int(la.argmax[pos_a]) == end_id)
+                    p_end["trained"][should].append(math.exp(la.watch_logprobs[pos_a].item()))
+                    p_end["prompted_base"][should].append(math.exp(lb.watch_logprobs[pos_b].item()))
+                    starts = int(lb.argmax[pos_b]) == marker_ids[0]
+                    if starts:
+                        starts = greedy_starts_with(base, b.input_ids[: pos_b + 1], marker_ids)
+                    pred_b.append(starts)
+        ppl = {
+            name: {
+                "user_turn_ppl": math.exp(nll / n) if n else math.nan,
+                "first_turn_ppl": math.exp(first[name][0] / first[name][1]) if first[name][1] else math.nan,
+                "tokens": n,
+            }
+            for name, (nll, n) in totals.items()
+        }
+        termination = {
+            "trained": termination_scores(pred_t, actual),
+            "prompted_base": termination_scores(pred_b, actual),
+        }
+        for name in termination:  # a softer view than the greedy decision: is ending likelier where the chat ended?
+            termination[name]["mean_p_end_where_ended"] = _mean(p_end[name][True])
+            termination[name]["mean_p_end_where_continued"] = _mean(p_end[name][False])
+        console.print(
+            f"[bold]perplexity[/] on {ppl['trained']['tokens']} {label} user tokens ({len(pairs)} chats): "
+            f"trained {ppl['trained']['user_turn_ppl']:.2f} vs prompted base "
+            f"{ppl['prompted_base']['user_turn_ppl']:.2f}; termination F1 trained "
+            f"{termination['trained']['f1']:.3f} vs prompted {termination['prompted_base']['f1']:.3f} "
+            f"({len(actual)} decisions, {sum(actual)} real endings)"
+        )
+        return pairs, ppl, termination, actual
+
+    pairs, ppl, termination, actual = ppl_and_termination(heldout[: args.num_ppl_conversations], "held-out ShareGPT")
+    sharded_path = Path(args.run_dir) / "heldout_sharded.jsonl"
+    sharded_report = None
+    if args.num_sharded_conversations and sharded_path.is_file():
+        sharded_convs = list(load_conversations(sharded_path))[: args.num_sharded_conversations]
+        if sharded_convs:
+            s_pairs, s_ppl, s_term, s_actual = ppl_and_termination(sharded_convs, "held-out sharded-task")
+            sharded_report = {
+                "scored_conversations": len(s_pairs),
+                "termination_decisions": len(s_actual),
+                "termination_should_end": int(sum(s_actual)),
+                "perplexity": s_ppl,
+                "termination": s_term,
+            }
 
     # 2. generated first and second turns ---------------------------------------------------------
     gen_convs = heldout[: args.num_gen_intents]
@@ -451,6 +487,18 @@ def evaluate(args: Args) -> dict[str, Any]:
                     "ended": g["ended"],
                 }
                 handle.write(json.dumps(row, ensure_ascii=False) + "\n")
+    env_report = None
+    if args.env_tasks:
+        specs = {}
+        for item in (x.strip() for x in args.env_users.split(",")):
+            if item == "trained":
+                specs["trained"] = f"userlm:{trained_path}"
+            elif item == "prompted":
+                specs["prompted_base"] = f"prompted:{base_spec if base_spec == 'smollm2-135m' else base_path}"
+            elif item:
+                specs[item.rstrip("/").replace("/", "_").replace(":", "_")] = item
+        env_report = env_user_metrics(specs, args, out_dir, console)
+
     report = {
         "run_dir": args.run_dir,
         "trained_model": trained_path,
@@ -464,6 +512,8 @@ def evaluate(args: Args) -> dict[str, Any]:
         "perplexity": ppl,
         "termination": termination,
         "table": rows,
+        "sharded_heldout": sharded_report,
+        "env": env_report,
         "args": dataclasses.asdict(args),
         "seconds": round(time.time() - started, 1),
     }
@@ -472,6 +522,74 @@ def evaluate(args: Args) -> dict[str, Any]:
     _plot(rows, out_dir / "eval_userlm.png")
     console.print(markdown_table(rows, report))
     return report
+
+
+def env_user_metrics(user_specs: dict[str, str], args: Args, out_dir: Path, console=None) -> dict[str, dict[str, Any]]:
+    """Each simulator as the user of ``UserLM-Math-v0`` (procedural tasks): user metrics over its episodes.
+
+    Runs ``userlm_env.evaluation.runner.run_evaluation`` (SHARDED setting, ``args.env_tasks`` seeded tasks, one
+    episode each, termination probes after correct answers) with ``args.env_assistant`` for every
+    ``{name: user spec}``, then :func:`userlm_env.evaluation.user_metrics.user_metrics_from_episodes`:
+    ``intent_coverage`` (share of shards revealed by the end), ``user_end_rate``, ``shards_per_user_turn``,
+    termination precision/recall/F1, ... plus the assistant's score and the episodes' end reasons.
+    """
+    from collections import Counter
+
+    from userlm_env.evaluation.runner import EvalConfig, run_evaluation
+    from userlm_env.evaluation.user_metrics import user_metrics_from_episodes
+
+    out: dict[str, dict[str, Any]] = {}
+    for name, spec in user_specs.items():
+        t0 = time.time()
+        config = EvalConfig(
+            assistants=[args.env_assistant],
+            users=[spec],
+            settings=["SHARDED"],
+            tasks="procedural",
+            num_tasks=args.env_tasks,
+            runs_per_task=1,
+            seed=args.seed,
+            max_turns=args.env_max_turns or None,
+            batch_size=args.batch_size,
+        )
+        run = run_evaluation(config, out_dir / f"env_{name}", overwrite=True)
+        records = [r for r in run.records if not r.get("error")]
+        probes = [
+            bool(r["termination_probe"])
+            for r in records
+            if r.get("end_reason") == "correct_answer" and r.get("termination_probe") is not None
+        ]
+        metrics = user_metrics_from_episodes(records, termination_probes=probes)
+        keep = (
+            "intent_coverage",
+            "first_turn_shards",
+            "shards_per_user_turn",
+            "user_end_rate",
+            "termination_precision",
+            "termination_recall",
+            "termination_f1",
+            "termination_should_end",
+            "role_adherence",
+            "user_turns_per_chat",
+            "turn_mean_words",
+        )
+        row: dict[str, Any] = {k: metrics.get(k) for k in keep}
+        row.update(
+            spec=spec,
+            episodes=len(run.records),
+            errors=len(run.records) - len(records),
+            score=_mean(float(r.get("score") or 0.0) for r in records),
+            end_reasons=dict(Counter(str(r.get("end_reason")) for r in records)),
+            seconds=round(time.time() - t0, 1),
+        )
+        out[name] = row
+        if console is not None:
+            console.print(
+                f"[bold]env[/] {name}: intent coverage {row['intent_coverage']:.3f}, user end rate "
+                f"{row['user_end_rate']:.3f}, termination F1 {row['termination_f1']:.3f}, score {row['score']:.3f}, "
+                f"end reasons {row['end_reasons']} ({row['seconds']} s)"
+            )
+    return out
 
 
 def _shorten(messages: list[dict], tokenizer, flip) -> list[dict]:
@@ -526,6 +644,53 @@ def markdown_table(rows: dict[str, dict[str, float]], report: dict[str, Any]) ->
     for key, label in METRIC_ROWS:
         values = [fmt(rows[name].get(key)) for name in ("trained", "prompted_base", "human")]
         lines.append(f"| {label} | " + " | ".join(values) + " |")
+    sharded = report.get("sharded_heldout")
+    if sharded:
+        lines += [
+            "",
+            f"Held-out sharded-task chats (the env's intent, one detail per turn): {sharded['scored_conversations']} "
+            f"scored ({sharded['perplexity']['trained']['tokens']} user tokens), {sharded['termination_decisions']} "
+            f"termination decisions ({sharded['termination_should_end']} after the correct answer).",
+            "",
+            "| metric | trained User LM | prompted base |",
+            "|---|---:|---:|",
+        ]
+        for key, label in (("user_turn_ppl", "user-turn perplexity"), ("first_turn_ppl", "first-turn perplexity")):
+            lines.append(
+                f"| {label} | {fmt(sharded['perplexity']['trained'][key])} | "
+                f"{fmt(sharded['perplexity']['prompted_base'][key])} |"
+            )
+        for key in ("f1", "precision", "recall"):
+            lines.append(
+                f"| termination {key} | {fmt(sharded['termination']['trained'][key])} | "
+                f"{fmt(sharded['termination']['prompted_base'][key])} |"
+            )
+    env = report.get("env")
+    if env:
+        names = list(env)
+        first = env[names[0]]
+        lines += [
+            "",
+            f"UserLM-Math-v0 (procedural), {first['episodes']} episodes per user, assistant "
+            f"`{report['args']['env_assistant']}` (metrics: userlm_env.evaluation.user_metrics):",
+            "",
+            "| metric | " + " | ".join(names) + " |",
+            "|---|" + "---:|" * len(names),
+        ]
+        for key in (
+            "intent_coverage",
+            "first_turn_shards",
+            "shards_per_user_turn",
+            "user_end_rate",
+            "termination_f1",
+            "termination_precision",
+            "termination_recall",
+            "score",
+            "role_adherence",
+            "turn_mean_words",
+        ):
+            lines.append(f"| {key} | " + " | ".join(fmt(env[n].get(key)) for n in names) + " |")
+        lines.append("| end reasons | " + " | ".join(str(env[n]["end_reasons"]) for n in names) + " |")
     return "\n".join(lines)
 
 

