@@ -20,9 +20,19 @@ def tiny_chat(tmp_path_factory):
 
 
 def tiny_args(tmp_path, model, **overrides) -> ppo.Args:
-    settings = dict(policy=str(model), output_dir=str(tmp_path), num_iterations=2, episodes_per_iteration=4,
-                    num_minibatches=2, update_epochs=2, max_turns=2, max_new_tokens=8, max_completion_tokens=96,
-                    eval_episodes=0, learning_rate=1e-3)
+    settings = dict(
+        policy=str(model),
+        output_dir=str(tmp_path),
+        num_iterations=2,
+        episodes_per_iteration=4,
+        num_minibatches=2,
+        update_epochs=2,
+        max_turns=2,
+        max_new_tokens=8,
+        max_completion_tokens=96,
+        eval_episodes=0,
+        learning_rate=1e-3,
+    )
     settings.update(overrides)
     return ppo.Args(**settings)
 
@@ -61,11 +71,24 @@ def test_gae_with_lambda_one_gamma_one_is_return_to_go_minus_value():
 
 def fake_episodes():
     # prompt of 3 tokens; completion: policy 2 tokens, env 3 tokens, policy 2 tokens
-    a = EpisodeTokens(prompt_ids=[1, 5, 6], completion_ids=[7, 8, 9, 10, 11, 12, 13], env_mask=[1, 1, 0, 0, 0, 1, 1],
-                      logprobs=[-1.0, -2.0, 0, 0, 0, -0.5, -0.7], reward=1.5, step_rewards=[0.5, 1.0],
-                      reply_ends=[1, 6])
-    b = EpisodeTokens(prompt_ids=[1, 5], completion_ids=[7, 8, 9], env_mask=[1, 0, 1], logprobs=[-0.1, 0, -0.2],
-                      reward=-1.0, step_rewards=[0.0, -1.0], reply_ends=[0, 2])
+    a = EpisodeTokens(
+        prompt_ids=[1, 5, 6],
+        completion_ids=[7, 8, 9, 10, 11, 12, 13],
+        env_mask=[1, 1, 0, 0, 0, 1, 1],
+        logprobs=[-1.0, -2.0, 0, 0, 0, -0.5, -0.7],
+        reward=1.5,
+        step_rewards=[0.5, 1.0],
+        reply_ends=[1, 6],
+    )
+    b = EpisodeTokens(
+        prompt_ids=[1, 5],
+        completion_ids=[7, 8, 9],
+        env_mask=[1, 0, 1],
+        logprobs=[-0.1, 0, -0.2],
+        reward=-1.0,
+        step_rewards=[0.0, -1.0],
+        reply_ends=[0, 2],
+    )
     return [a, b]
 
 
@@ -138,7 +161,12 @@ def test_args_validation_and_cli(tmp_path):
     with pytest.raises(ValueError, match="kl_estimator"):
         ppo.Args(kl_estimator="k2")
     args = ppo.parse_args(["--seed", "3", "--kl_estimator", "k3", "--no_norm_adv", "--output_dir", str(tmp_path)])
-    assert (args.seed, args.kl_estimator, args.norm_adv, args.run_name) == (3, "k3", False, "UserLM-Math-v0__ppo__tiny__3")
+    assert (args.seed, args.kl_estimator, args.norm_adv, args.run_name) == (
+        3,
+        "k3",
+        False,
+        "UserLM-Math-v0__ppo__tiny__3",
+    )
     assert args.minibatch_size == args.episodes_per_iteration // args.num_minibatches
 
 
@@ -207,8 +235,13 @@ def test_collected_episodes_carry_step_rewards_on_policy_tokens(tiny_chat):
 
     model, tokenizer = AutoModelForCausalLM.from_pretrained(tiny_chat), AutoTokenizer.from_pretrained(tiny_chat)
     episodes = collect_episodes(
-        model, tokenizer, lambda: UserLMMathEnv(user="replay", reward="shaped", max_turns=3), [0, 1, 2], [0, 1, 2],
-        sampling=SamplingParams(max_new_tokens=6, temperature=1.0, top_p=1.0), max_completion_tokens=200,
+        model,
+        tokenizer,
+        lambda: UserLMMathEnv(user="replay", reward="shaped", max_turns=3),
+        [0, 1, 2],
+        [0, 1, 2],
+        sampling=SamplingParams(max_new_tokens=6, temperature=1.0, top_p=1.0),
+        max_completion_tokens=200,
     )
     for e in episodes:
         assert len(e.step_rewards) == len(e.reply_ends) == e.turns > 0
@@ -223,7 +256,9 @@ def test_eval_only_scores_the_checkpoint_without_training(tmp_path, tiny_chat):
     ppo.main(tiny_args(tmp_path, tiny_chat, num_iterations=1))
     record = ppo.main(tiny_args(tmp_path, tiny_chat, num_iterations=5, eval_only=True, eval_episodes=2))
     assert record["iteration"] == 1 and record["eval/turns"] > 0
-    state = torch.load(tmp_path / f"UserLM-Math-v0__ppo__{tiny_chat.name}__1" / "checkpoint" / "state.pt", weights_only=False)
+    state = torch.load(
+        tmp_path / f"UserLM-Math-v0__ppo__{tiny_chat.name}__1" / "checkpoint" / "state.pt", weights_only=False
+    )
     assert state["iteration"] == 1
 
 

@@ -2,7 +2,7 @@
 
 Usage::
 
-    python -m training.ppo_curves runs/UserLM-Math-v0__ppo__tiny__1 runs/UserLM-Math-v0__ppo__tiny__2 runs/UserLM-Math-v0__ppo__tiny__3 --out training/ppo_tiny.png
+    python -m training.ppo_curves runs/UserLM-Math-v0__ppo__tiny__{1,2,3} --out training/ppo_tiny.png
 """
 
 from __future__ import annotations
