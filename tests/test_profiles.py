@@ -7,11 +7,11 @@ import random
 
 import gymnasium as gym
 import pytest
+from test_reveal import CARDS  # the 4-shard baseball-cards task
 
 import userlm_env  # noqa: F401  (registers the envs)
 from userlm_env.evaluation.user_metrics import is_repeated_demand
 from userlm_env.judge import Judgement, ReplyKind
-from userlm_env.tasks import Shard, ShardedTask
 from userlm_env.users import ReplayUser, UserRequest
 from userlm_env.users.profiles import (
     PROFILES,
@@ -24,18 +24,6 @@ from userlm_env.users.profiles import (
     style_text,
 )
 
-CARDS = ShardedTask(
-    "cards",
-    "Liam has 47 baseball cards. He buys 3 packs of baseball cards. Each pack has 4 baseball cards. "
-    "How many baseball cards are in Liam's collection at the end?",
-    (
-        Shard(1, "How many baseball cards are in Liam's collection at the end?"),
-        Shard(2, "Liam has 47 baseball cards."),
-        Shard(3, "He buys 3 packs of baseball cards."),
-        Shard(4, "Each pack has 4 baseball cards."),
-    ),
-    "59",
-)
 WRONG = "The answer is 47."
 PATIENCE_1 = UserProfile(name="p1", patience=1)
 
