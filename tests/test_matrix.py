@@ -7,10 +7,19 @@ import json
 import math
 import shutil
 
+import gymnasium as gym
 import pytest
 from test_report import dump_dom, injection_findings
 
-from userlm_env.evaluation.matrix import MatrixConfig, default_test_users, matrix_metrics, run_matrix
+import userlm_env  # noqa: F401  (registers the envs)
+from userlm_env.envs.population import member_label
+from userlm_env.evaluation.matrix import (
+    MatrixConfig,
+    default_test_users,
+    default_train_users,
+    matrix_metrics,
+    run_matrix,
+)
 
 pytestmark = pytest.mark.filterwarnings("ignore:.*episodes will be truncated before every shard")
 
@@ -67,6 +76,18 @@ def test_config_and_default_test_users_errors(tmp_path):
     assert users[0] == "replay" and "prompted:smollm2-135m?engine=auto" in users  # llama.cpp on a CPU
     assert any("flipped User LM skipped" in n for n in notes)
     assert not any(str(u).startswith("userlm:") for u in users)
+    labels = [member_label(u) for u in users]
+    for expected in ("replay[reveal=responsive]", "replay[reveal=on_request]", "replay?profile=impatient"):
+        assert expected in labels
+    assert len(set(labels)) == len(labels)
+    assert default_train_users("math") == ["replay", "replay?profile=sharegpt"]
+    for user in users[:-1]:  # every model-free default test user builds an env and plays a turn
+        kwargs = dict(user) if isinstance(user, dict) else {"user": user}
+        kwargs.pop("name", None)
+        env = gym.make("UserLM-Math-v0", **kwargs)
+        env.reset(seed=0)
+        assert not env.step("What else do you know?")[2]
+        env.close()
 
 
 @pytest.fixture(scope="module")

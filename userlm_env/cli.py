@@ -355,12 +355,13 @@ def matrix(
     out: Path = typer.Option(Path("runs/matrix"), help="output folder (rerun with the same folder to resume)"),
     train_user: list[str] = typer.Option(
         None,
-        help="training user (repeat; spec or JSON object of env arguments); default: replay, replay[reveal=responsive]",
+        help="training user (repeat; spec or JSON object of env arguments); default: replay, replay?profile=sharegpt",
     ),
     test_user: list[str] = typer.Option(
         None,
-        help="test user (repeat; spec or JSON object); default: replay, replay[reveal=responsive] (if the env takes "
-        "reveal=), prompted:smollm2-135m, and the flipped User LM of --userlm-path",
+        help="test user (repeat; spec or JSON object); default: replay, its reveal modes responsive and on_request, "
+        "its profiles terse, impatient, verbose and sharegpt, prompted:smollm2-135m, and the flipped User LM of "
+        "--userlm-path",
     ),
     userlm_path: Path = typer.Option(
         None, help="a trained flipped User LM (training/train_userlm.py run dir or its final/): added as a test user"

